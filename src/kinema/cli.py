@@ -1,0 +1,193 @@
+"""The `kinema` command.
+
+kinema demo                       render a few world clips, score them, print where they are
+kinema world make --n N --out DIR make a data set of world clips with a manifest
+kinema world suite --out PATH     regenerate WorldBench's public prompt suite
+kinema bench world --manifest M   score videos against their specs with WorldBench
+kinema video info PATH            probe a video file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kinema import __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"kinema: error: {e}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kinema", description="Kinema: text-to-video.")
+    parser.add_argument("--version", action="version", version=f"kinema {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_demo(commands)
+    _add_world(commands)
+    _add_bench(commands)
+    _add_video(commands)
+    return parser
+
+
+def _command(group, name: str, help: str, run: Callable[[argparse.Namespace], int]):
+    p = group.add_parser(name, help=help, description=help)
+    p.set_defaults(run=run)
+    return p
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+
+def _add_demo(commands) -> None:
+    p = _command(commands, "demo", "render world clips, score them with WorldBench", run_demo)
+    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    p.add_argument("--n", type=int, default=6, help="clips to render (default: 6)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from kinema.world.dataset import make_world, read_manifest
+    from kinema.world.evaluate import evaluate_manifest
+
+    sizes = [(64, 64), (96, 64), (64, 96)]
+    manifest = make_world(args.out, n=args.n, seed=args.seed, sizes=sizes, progress=False)
+    records = read_manifest(manifest)
+    report = evaluate_manifest(records, progress=False)
+    for record, clip in zip(records, report["clips"], strict=True):
+        size = f"{record['width']}x{record['height']}"
+        print(f"{clip['overall']:.2f}  {size:>6}  {record['path']}\n        {record['prompt']}")
+    print(f"\nWorldBench overall {report['overall']:.3f} on {report['n']} clips")
+    print(f"manifest: {manifest}")
+    return 0
+
+
+# --- world -------------------------------------------------------------------------------------
+
+
+def _add_world(commands) -> None:
+    world = commands.add_parser("world", help="Kinema's procedural world").add_subparsers(
+        title="world commands", metavar="COMMAND"
+    )
+    p = _command(world, "make", "render world clips and a manifest.jsonl", run_world_make)
+    p.add_argument("--n", type=int, required=True, help="number of clips")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=None, help="clip width (default 64)")
+    p.add_argument("--height", type=int, default=None, help="clip height (default 64)")
+    p.add_argument("--sizes", default=None, help="cycle through sizes, e.g. 64x64,96x64,64x96")
+    p.add_argument("--frames", type=int, default=33, help="frames per clip (default 33)")
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p = _command(world, "suite", "regenerate WorldBench's public prompt suite", run_world_suite)
+    p.add_argument("--out", required=True, help="path of the suite .jsonl to write")
+
+
+def run_world_make(args: argparse.Namespace) -> int:
+    from kinema.world.dataset import make_world, parse_size
+
+    if args.sizes and (args.width or args.height):
+        raise ValueError("give either --sizes or --width/--height, not both")
+    if args.sizes:
+        sizes = [parse_size(s) for s in args.sizes.split(",")]
+    else:
+        sizes = [parse_size(f"{args.width or 64}x{args.height or 64}")]
+    manifest = make_world(
+        args.out, args.n, args.seed, sizes, args.frames, args.fps, workers=args.workers
+    )
+    print(manifest)
+    return 0
+
+
+def run_world_suite(args: argparse.Namespace) -> int:
+    from kinema.world.suite import build_suite, write_suite
+
+    entries = build_suite()
+    write_suite(args.out, entries)
+    print(f"{len(entries)} prompts → {args.out}")
+    return 0
+
+
+# --- bench -------------------------------------------------------------------------------------
+
+
+def _add_bench(commands) -> None:
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
+        title="bench commands", metavar="COMMAND"
+    )
+    p = _command(bench, "world", "WorldBench: score videos against their specs", run_bench_world)
+    p.add_argument("--manifest", help="manifest.jsonl of videos with specs (e.g. from world make)")
+    p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
+    p.add_argument(
+        "--shuffle-specs", action="store_true", help="score each video against another's spec"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the spec shuffle")
+    p.add_argument("--workers", type=int, default=None)
+
+
+def run_bench_world(args: argparse.Namespace) -> int:
+    from kinema.world.dataset import read_manifest
+    from kinema.world.evaluate import evaluate_manifest
+
+    if args.manifest is None:
+        raise ValueError(
+            "--manifest is required: scoring the public prompt suite needs a text-to-video model "
+            "to generate it, and Kinema does not ship one yet"
+        )
+    records = read_manifest(args.manifest)
+    shuffle = args.seed if args.shuffle_specs else None
+    report = evaluate_manifest(records, shuffle_seed=shuffle, workers=args.workers)
+    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_out).write_text(json.dumps(report, indent=2))
+    print(format_report(report))
+    print(f"report: {args.json_out}")
+    return 0
+
+
+def format_report(report: dict) -> str:
+    rows = [f"{'category':<12}{'pass rate':>10}{'checks':>8}"]
+    for name, rate in report["categories"].items():
+        rows.append(f"{name:<12}{rate:>10.3f}{report['checks_per_category'][name]:>8}")
+    rows.append(f"{'overall':<12}{report['overall']:>10.3f}{report['n']:>8} clips")
+    if report.get("unreadable"):
+        rows.append(f"unreadable videos: {report['unreadable']}")
+    return "\n".join(rows)
+
+
+# --- video -------------------------------------------------------------------------------------
+
+
+def _add_video(commands) -> None:
+    video = commands.add_parser("video", help="video files").add_subparsers(
+        title="video commands", metavar="COMMAND"
+    )
+    p = _command(video, "info", "print a video's size, frames, fps and codec", run_video_info)
+    p.add_argument("path")
+
+
+def run_video_info(args: argparse.Namespace) -> int:
+    from kinema.video import VideoError, probe_video
+
+    try:
+        info = probe_video(args.path)
+    except VideoError as e:
+        print(f"kinema: error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(info.__dict__))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Write world clips to disk: mp4 files plus `manifest.jsonl`, one JSON object per clip.
+
+Clip `i` of a data set with seed `s` is drawn from its own generator, `default_rng([s, i])`, so a
+clip never depends on how many workers rendered the set or on the clips before it: the same seed
+gives identical specs, captions and frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from kinema.video import write_video
+from kinema.world.captions import detailed_caption, short_prompt
+from kinema.world.render import render_scene
+from kinema.world.sampler import sample_scene
+from kinema.world.spec import SceneSpec
+
+MANIFEST = "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """What to draw for clip `index` of a data set."""
+
+    index: int
+    seed: int
+    width: int
+    height: int
+    num_frames: int
+    fps: float
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'96x64' → (96, 64); raises ValueError naming the text and the expected form."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 64x64 or 96x64") from e
+    if w < 8 or h < 8:
+        raise ValueError(f"size {text!r} is too small: width and height must be >= 8")
+    return w, h
+
+
+def clip_record(request: ClipRequest) -> tuple[SceneSpec, dict[str, Any]]:
+    """The spec and the manifest fields (less the path) of one clip; pure and deterministic."""
+    rng = np.random.default_rng([request.seed, request.index])
+    spec = sample_scene(rng, request.width, request.height, request.num_frames, request.fps)
+    spec.extras.update(seed=request.seed, index=request.index)
+    text_rng = np.random.default_rng([request.seed, request.index, 1])
+    record = {
+        "prompt": short_prompt(spec, text_rng),
+        "caption": detailed_caption(spec, text_rng),
+        "spec": spec.to_dict(),
+        "width": spec.width,
+        "height": spec.height,
+        "frames": spec.num_frames,
+        "fps": spec.fps,
+        "seed": request.seed,
+        "index": request.index,
+    }
+    return spec, record
+
+
+def _render_and_write(job: tuple[ClipRequest, str]) -> dict[str, Any]:
+    request, out_dir = job
+    spec, record = clip_record(request)
+    name = f"clip_{request.index:06d}.mp4"
+    write_video(Path(out_dir) / name, render_scene(spec), fps=spec.fps)
+    return {"path": name, **record}
+
+
+def make_world(
+    out_dir: str | os.PathLike[str],
+    n: int,
+    seed: int = 0,
+    sizes: Sequence[tuple[int, int]] = ((64, 64),),
+    num_frames: int = 33,
+    fps: float = 8.0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Render `n` clips into `out_dir` and write its manifest; returns the manifest's path.
+
+    Clip `i` uses `sizes[i % len(sizes)]`. Paths in the manifest are relative to `out_dir`.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if num_frames < 1:
+        raise ValueError(f"frames must be >= 1, got {num_frames}")
+    if not sizes:
+        raise ValueError("sizes must name at least one WIDTHxHEIGHT")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (ClipRequest(i, seed, *sizes[i % len(sizes)], num_frames, fps), str(out)) for i in range(n)
+    ]
+    workers = workers or min(os.cpu_count() or 1, 8)
+    records = tqdm(
+        _map(jobs, workers), total=n, desc="rendering world", unit="clip", disable=not progress
+    )
+    manifest = out / MANIFEST
+    tmp = out / f".{MANIFEST}.tmp"
+    with tmp.open("w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    os.replace(tmp, manifest)
+    return manifest
+
+
+def _map(jobs: list[tuple[ClipRequest, str]], workers: int) -> Iterator[dict[str, Any]]:
+    if workers <= 1 or len(jobs) < 4:
+        yield from map(_render_and_write, jobs)
+        return
+    with get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_render_and_write, jobs, chunksize=8)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Records of a manifest, with `path` made absolute; raises ValueError naming a bad line."""
+    path = Path(path)
+    records = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+        if "path" not in record:
+            raise ValueError(f"{path}:{lineno}: record has no 'path' field")
+        record["path"] = str((path.parent / record["path"]).resolve())
+        records.append(record)
+    return records

@@ -1,0 +1,97 @@
+"""Score a manifest of videos with WorldBench and write the report.
+
+Each video is decoded and analyzed once; its checks are then scored against its own spec or, with
+`shuffle_seed`, against the spec of another clip (a derangement), which measures WorldBench's
+chance level.
+"""
+
+from __future__ import annotations
+
+import os
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from kinema.video import VideoError, read_video
+from kinema.world.bench import BenchResult, analyze_video, score_video, summarize
+from kinema.world.spec import SceneSpec
+
+
+def _score_one(job: tuple[str, dict[str, Any]]) -> tuple[str, BenchResult | str]:
+    path, spec_dict = job
+    try:
+        frames = read_video(path).frames
+    except VideoError as e:
+        return path, str(e)
+    return path, score_video(analyze_video(frames), SceneSpec.from_dict(spec_dict))
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A permutation of range(n) with no fixed point (n >= 2)."""
+    if n < 2:
+        raise ValueError(f"shuffling specs needs at least 2 clips, got {n}")
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        if not (perm == np.arange(n)).any():
+            return perm
+
+
+def evaluate_manifest(
+    records: list[dict[str, Any]],
+    shuffle_seed: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """WorldBench report for manifest records (`path` and `spec` fields).
+
+    Unreadable videos are counted in `unreadable` and fail every check of their spec.
+    """
+    specs = [r["spec"] for r in records]
+    if shuffle_seed is not None:
+        specs = [specs[i] for i in derangement(len(records), shuffle_seed)]
+    jobs = [(r["path"], s) for r, s in zip(records, specs, strict=True)]
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers > 1 and len(jobs) >= 4:
+        with get_context("spawn").Pool(workers) as pool:
+            scored = list(
+                tqdm(
+                    pool.imap(_score_one, jobs, chunksize=4),
+                    total=len(jobs),
+                    desc="WorldBench",
+                    unit="clip",
+                    disable=not progress,
+                )
+            )
+    else:
+        scored = [_score_one(j) for j in tqdm(jobs, desc="WorldBench", disable=not progress)]
+    results, clips, unreadable = [], [], []
+    for (path, outcome), spec in zip(scored, specs, strict=True):
+        if isinstance(outcome, str):
+            unreadable.append({"path": path, "error": outcome})
+            outcome = _all_failed(SceneSpec.from_dict(spec))
+        results.append(outcome)
+        clips.append(
+            {
+                "path": path,
+                "overall": outcome.overall,
+                "checks": [c.__dict__ for c in outcome.checks],
+            }
+        )
+    report = summarize(results)
+    report.update(shuffled=shuffle_seed is not None, unreadable=len(unreadable))
+    report["unreadable_files"] = unreadable
+    report["clips"] = clips
+    return report
+
+
+def _all_failed(spec: SceneSpec) -> BenchResult:
+    """The checks `spec` would get from a video with nothing in it, all failed."""
+    empty = np.zeros((max(spec.num_frames, 2), spec.height, spec.width, 3), np.uint8)
+    result = score_video(analyze_video(empty), spec)
+    for check in result.checks:
+        check.passed = False
+        check.detail = "video unreadable"
+    return result

@@ -1,0 +1,264 @@
+"""Tests for the `kinema` command, run in-process through `kinema.cli.main` and once as a script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kinema import __version__
+from kinema.cli import main
+from kinema.video import probe_video, read_video
+from kinema.world.dataset import MANIFEST, make_world, read_manifest
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `kinema argv…`, argparse exits included."""
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def ground_truth(tmp_path_factory) -> Path:
+    """A manifest of 4 rendered clips, one per size and one more."""
+    out = tmp_path_factory.mktemp("gt")
+    sizes = [(64, 64), (96, 64), (64, 96)]
+    return make_world(out, n=4, seed=11, sizes=sizes, workers=1, progress=False)
+
+
+# --- kinema ------------------------------------------------------------------------------------
+
+
+def test_version_script():
+    script = Path(sys.executable).with_name("kinema")
+    if not script.exists():
+        pytest.skip(f"console script not installed at {script}")
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"kinema {__version__}"
+
+
+def test_version_and_help_in_process(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"kinema {__version__}"
+    code, out, _ = run(capsys)
+    assert code == 2 and "world" in out and "bench" in out
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    code, _, err = run(capsys, "world", "explode")
+    assert code == 2 and "invalid choice" in err
+
+
+# --- world make --------------------------------------------------------------------------------
+
+
+def test_world_make_one_size(capsys, tmp_path):
+    out = tmp_path / "w"
+    args = ["world", "make", "--n", "3", "--out", str(out), "--seed", "1"]
+    code, stdout, err = run(capsys, *args, "--width", "96", "--height", "64", "--workers", "1")
+    assert code == 0, err
+    assert stdout.strip() == str(out / MANIFEST)
+    assert sorted(p.name for p in out.glob("*.mp4")) == [f"clip_{i:06d}.mp4" for i in range(3)]
+    records = read_manifest(out / MANIFEST)
+    assert len(records) == 3
+    for record in records:
+        assert (record["width"], record["height"]) == (96, 64)
+        assert (record["spec"]["width"], record["spec"]["height"]) == (96, 64)
+        info = probe_video(record["path"])
+        assert (info.width, info.height, info.num_frames) == (96, 64, 33)
+
+
+def test_world_make_cycles_sizes(capsys, tmp_path):
+    out = tmp_path / "w"
+    args = ["world", "make", "--n", "3", "--out", str(out), "--frames", "5", "--workers", "1"]
+    code, _, err = run(capsys, *args, "--sizes", "64x64,64x96")
+    assert code == 0, err
+    records = read_manifest(out / MANIFEST)
+    assert [(r["width"], r["height"]) for r in records] == [(64, 64), (64, 96), (64, 64)]
+    assert all(r["frames"] == 5 for r in records)
+    for record in records:
+        frames = read_video(record["path"]).frames
+        assert frames.shape == (5, record["height"], record["width"], 3)
+
+
+def test_world_make_rejects_sizes_with_width(capsys, tmp_path):
+    out = tmp_path / "w"
+    code, _, err = run(
+        capsys,
+        "world",
+        "make",
+        "--n",
+        "2",
+        "--out",
+        str(out),
+        "--sizes",
+        "64x64",
+        "--width",
+        "96",
+    )
+    assert code == 2
+    assert "kinema: error:" in err and "--sizes" in err and "--width" in err
+    assert not (out / MANIFEST).exists()
+
+
+def test_world_make_rejects_bad_size(capsys, tmp_path):
+    code, _, err = run(
+        capsys, "world", "make", "--n", "2", "--out", str(tmp_path), "--sizes", "64x64,64"
+    )
+    assert code == 2 and "'64'" in err and "WIDTHxHEIGHT" in err
+
+
+def test_world_make_needs_n_and_out(capsys, tmp_path):
+    code, _, err = run(capsys, "world", "make", "--out", str(tmp_path))
+    assert code == 2 and "--n" in err
+
+
+# --- bench world -------------------------------------------------------------------------------
+
+
+def test_bench_world_scores_ground_truth(capsys, tmp_path, ground_truth):
+    report_path = tmp_path / "reports" / "gt.json"
+    code, out, err = run(
+        capsys,
+        "bench",
+        "world",
+        "--manifest",
+        str(ground_truth),
+        "--json",
+        str(report_path),
+        "--workers",
+        "1",
+    )
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    for key in ("overall", "categories", "n"):
+        assert key in report
+    assert report["n"] == 4
+    assert report["overall"] >= 0.95
+    assert report["unreadable"] == 0
+    assert "overall" in out and str(report_path) in out
+    # The printed table matches the report.
+    assert f"{report['overall']:.3f}" in out
+
+    shuffled_path = tmp_path / "shuffled.json"
+    code, _, err = run(
+        capsys,
+        "bench",
+        "world",
+        "--manifest",
+        str(ground_truth),
+        "--json",
+        str(shuffled_path),
+        "--shuffle-specs",
+        "--workers",
+        "1",
+    )
+    assert code == 0, err
+    shuffled = json.loads(shuffled_path.read_text())
+    assert shuffled["shuffled"] is True and shuffled["n"] == 4
+    assert shuffled["overall"] < report["overall"] - 0.2
+
+
+def test_bench_world_without_manifest(capsys, tmp_path):
+    code, _, err = run(capsys, "bench", "world", "--json", str(tmp_path / "r.json"))
+    assert code == 2
+    assert "--manifest is required" in err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bench_world_missing_manifest_file(capsys, tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    code, _, err = run(
+        capsys, "bench", "world", "--manifest", str(missing), "--json", str(tmp_path / "r.json")
+    )
+    assert code == 2 and "nope.jsonl" in err
+
+
+def test_bench_world_counts_unreadable_videos(capsys, tmp_path, ground_truth):
+    records = [json.loads(line) for line in ground_truth.read_text().splitlines()]
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video")
+    records[1]["path"] = "broken.mp4"
+    for r in records:
+        if r["path"] != "broken.mp4":
+            r["path"] = str(ground_truth.parent / r["path"])
+    manifest = tmp_path / MANIFEST
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report_path = tmp_path / "r.json"
+    code, out, err = run(
+        capsys,
+        "bench",
+        "world",
+        "--manifest",
+        str(manifest),
+        "--json",
+        str(report_path),
+        "--workers",
+        "1",
+    )
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    assert report["unreadable"] == 1
+    assert "broken.mp4" in report["unreadable_files"][0]["path"]
+    assert report["clips"][1]["overall"] == 0.0
+    assert "unreadable videos: 1" in out
+
+
+# --- video info --------------------------------------------------------------------------------
+
+
+def test_video_info(capsys, ground_truth):
+    record = read_manifest(ground_truth)[1]  # 96x64
+    code, out, err = run(capsys, "video", "info", record["path"])
+    assert code == 0, err
+    info = json.loads(out)
+    assert (info["width"], info["height"]) == (96, 64)
+    assert info["num_frames"] == 33 and info["fps"] == pytest.approx(8.0)
+    assert info["codec"] == "h264"
+
+
+@pytest.mark.parametrize("content", [b"this is not a video at all" * 10, b""])
+def test_video_info_corrupt_file(capsys, tmp_path, content):
+    path = tmp_path / "corrupt.mp4"
+    path.write_bytes(content)
+    code, out, err = run(capsys, "video", "info", str(path))
+    assert code != 0
+    assert out == ""
+    assert "kinema: error:" in err and str(path) in err
+
+
+def test_video_info_missing_file(capsys, tmp_path):
+    path = tmp_path / "missing.mp4"
+    code, _, err = run(capsys, "video", "info", str(path))
+    assert code != 0 and str(path) in err
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+
+def test_demo(capsys, tmp_path):
+    out_dir = tmp_path / "demo"
+    code, out, err = run(capsys, "demo", "--out", str(out_dir), "--n", "3", "--seed", "2")
+    assert code == 0, err
+    paths = [Path(tok) for tok in out.split() if tok.endswith(".mp4")]
+    assert len(paths) == 3
+    sizes = {(64, 64), (96, 64), (64, 96)}
+    seen = set()
+    for path in paths:
+        assert path.is_absolute() and path.exists() and path.parent == out_dir.resolve()
+        frames = read_video(path).frames
+        assert frames.shape[0] == 33 and frames.dtype == np.uint8
+        seen.add((frames.shape[2], frames.shape[1]))
+    assert seen == sizes
+    assert "WorldBench overall" in out
+    assert f"manifest: {out_dir / MANIFEST}" in out
