@@ -98,12 +98,14 @@ def _add_world(commands) -> None:
 def run_world_make(args: argparse.Namespace) -> int:
     from kinema.world.dataset import make_world, parse_size
 
-    if args.sizes and (args.width or args.height):
+    if args.sizes is not None and (args.width is not None or args.height is not None):
         raise ValueError("give either --sizes or --width/--height, not both")
-    if args.sizes:
+    if args.sizes is not None:
         sizes = [parse_size(s) for s in args.sizes.split(",")]
     else:
-        sizes = [parse_size(f"{args.width or 64}x{args.height or 64}")]
+        width = 64 if args.width is None else args.width
+        height = 64 if args.height is None else args.height
+        sizes = [parse_size(f"{width}x{height}")]
     manifest = make_world(
         args.out, args.n, args.seed, sizes, args.frames, args.fps, workers=args.workers
     )

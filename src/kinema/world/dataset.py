@@ -2,7 +2,9 @@
 
 Clip `i` of a data set with seed `s` is drawn from its own generator, `default_rng([s, i])`, so a
 clip never depends on how many workers rendered the set or on the clips before it: the same seed
-gives identical specs, captions and frames.
+gives identical specs, captions and rendered frames. The H.264 encoder (libx264) is not always
+bit-exact between runs, so decoded mp4 pixels can differ by compression noise; `spec` in the
+manifest re-renders the exact frames.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def parse_size(text: str) -> tuple[int, int]:
         raise ValueError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 64x64 or 96x64") from e
     if w < 8 or h < 8:
         raise ValueError(f"size {text!r} is too small: width and height must be >= 8")
+    if w % 2 or h % 2:
+        even = f"{w - w % 2}x{h - h % 2} or {w + w % 2}x{h + h % 2}"
+        raise ValueError(f"size {text!r} is odd; H.264 (yuv420p) clips need even sizes: {even}")
     return w, h
 
 
@@ -98,6 +103,8 @@ def make_world(
         raise ValueError(f"frames must be >= 1, got {num_frames}")
     if not sizes:
         raise ValueError("sizes must name at least one WIDTHxHEIGHT")
+    for width, height in sizes:
+        parse_size(f"{width}x{height}")  # the same checks as on the command line
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [
@@ -135,8 +142,8 @@ def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
-        if "path" not in record:
-            raise ValueError(f"{path}:{lineno}: record has no 'path' field")
+        if not isinstance(record, dict) or "path" not in record:
+            raise ValueError(f"{path}:{lineno}: expected a JSON object with a 'path' field")
         record["path"] = str((path.parent / record["path"]).resolve())
         records.append(record)
     return records

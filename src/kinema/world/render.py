@@ -37,7 +37,7 @@ def render_scene(spec: SceneSpec) -> np.ndarray:
     paths = object_paths(spec)  # (N, T, 2)
     for obj, path in zip(spec.objects, paths, strict=True):
         if obj.trail:
-            dist = trail_distance(path, wx, wy) - 0.5 * TRAIL_WIDTH * obj.radius
+            dist = trail_distance(path, wx, wy) - 0.5 * TRAIL_WIDTH
             _over(image, _coverage(dist, px), COLOR_RGB[obj.color])
     for obj, path in zip(spec.objects, paths, strict=True):
         dx = wx - path[:, 0, None, None]

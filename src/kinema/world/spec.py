@@ -145,7 +145,7 @@ PAN_DIRECTION: dict[Camera, tuple[float, float]] = {
 GRAVITY = 2.2  # world units / s², downwards
 RESTITUTION = 0.78  # fraction of speed kept at each bounce on the floor
 FLOOR_HEIGHT = 0.12  # the floor band at the bottom of the frame-0 view, world units
-TRAIL_WIDTH = 0.25  # paint-trail stroke width as a fraction of the painter's radius
+TRAIL_WIDTH = 0.035  # paint-trail stroke width, world units
 
 
 @dataclass
@@ -267,6 +267,8 @@ class SceneSpec:
             )
         except KeyError as e:
             raise ValueError(f"scene spec is missing field {e.args[0]!r}") from e
+        except (TypeError, AttributeError) as e:
+            raise ValueError(f"scene spec is malformed: {e}; see SceneSpec.to_dict()") from e
 
 
 def _object_from_dict(data: dict[str, Any]) -> ObjectSpec:

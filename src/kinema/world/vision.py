@@ -20,6 +20,8 @@ from kinema.world.spec import COLOR_RGB, Color, Shape
 MIN_SATURATION = 0.4
 MIN_VALUE = 0.3
 MAX_HUE_DISTANCE = 20.0  # degrees
+# Thin paint strokes lose saturation to H.264's half-resolution color; every tone is below 0.03.
+MIN_PAINT_SATURATION = 0.2
 
 
 def rgb_to_hsv(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -38,20 +40,20 @@ PALETTE = list(Color)
 PALETTE_HUE = rgb_to_hsv(np.array([COLOR_RGB[c] for c in PALETTE], np.uint8))[0]  # (8,)
 
 
-def color_labels(frames: np.ndarray) -> np.ndarray:
+def color_labels(frames: np.ndarray, min_saturation: float = MIN_SATURATION) -> np.ndarray:
     """(T, H, W) int8: index into PALETTE of each pixel's object color, or -1 for none."""
     h, s, v = rgb_to_hsv(frames)
     dist = np.abs(h[..., None] - PALETTE_HUE)  # (T, H, W, 8)
     dist = np.minimum(dist, 360.0 - dist)
     nearest = dist.argmin(-1)
-    ok = (s >= MIN_SATURATION) & (v >= MIN_VALUE) & (dist.min(-1) <= MAX_HUE_DISTANCE)
+    ok = (s >= min_saturation) & (v >= MIN_VALUE) & (dist.min(-1) <= MAX_HUE_DISTANCE)
     return np.where(ok, nearest, -1).astype(np.int8)
 
 
 def disk(radius: int) -> np.ndarray:
     """A boolean disk structuring element of the given pixel radius."""
     r = np.arange(-radius, radius + 1)
-    return (r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius + 0.5
+    return (r[:, None] ** 2 + r[None, :] ** 2) <= (radius + 0.5) ** 2
 
 
 @dataclass
