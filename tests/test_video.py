@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kinema.assets import AssetUnavailableError, imageio_clips
 from kinema.video import (
     Video,
     VideoError,
@@ -469,38 +468,34 @@ def test_video_dataclass_validates() -> None:
 # real footage (optional)
 # ---------------------------------------------------------------------------------------------
 
-REAL_EXTENSIONS = ("mp4", "avi", "mkv", "webm", "mov", "gif")
+
+@pytest.fixture(scope="module")
+def real_clips() -> dict[str, Path]:
+    """Real footage from Debian's python3-imageio, fetched into the cache (skips if offline)."""
+    try:
+        return imageio_clips()
+    except AssetUnavailableError as e:
+        pytest.skip(f"real footage unavailable: {e}")
 
 
-def find_real_footage() -> list[Path]:
-    """Sample clips shipped by imageio (Debian python3-imageio, its test images cache) or a
-    folder named by the KINEMA_ASSETS environment variable."""
-    roots = [os.environ.get("KINEMA_ASSETS", ""), os.path.expanduser("~/.imageio/images")]
-    patterns = [f"{r}/**/*.{e}" for r in roots if r and os.path.isdir(r) for e in REAL_EXTENSIONS]
-    patterns += [
-        f"{base}/**/*.{e}"
-        for base in (
-            "/usr/share/python3-imageio",
-            "/usr/share/imageio",
-            "/usr/share/doc/python3-imageio",
-            "/usr/lib/python3/dist-packages/imageio/resources",
-        )
-        for e in REAL_EXTENSIONS
-    ]
-    found = {Path(p) for pattern in patterns for p in glob.glob(pattern, recursive=True)}
-    return sorted(p for p in found if p.is_file() and p.stat().st_size > 0)
-
-
-def test_real_footage(tmp_path: Path) -> None:
-    clips = find_real_footage()
-    if not clips:
-        pytest.skip("no real footage found (set KINEMA_ASSETS to a folder of clips)")
-    for clip in clips[:3]:
+def test_real_footage_reads_and_round_trips(real_clips: dict[str, Path], tmp_path: Path) -> None:
+    for name, clip in real_clips.items():
         info = probe_video(clip)
         video = read_video(clip, max_frames=16)
-        assert video.frames.shape[1:] == (info.height, info.width, 3)
+        assert video.frames.shape[1:] == (info.height, info.width, 3), name
         assert 1 <= video.num_frames <= 16
         small = resize_and_crop(video.frames, 64, 64)
         back = read_video(write_video(tmp_path / f"{clip.stem}.mp4", small, fps=video.fps))
         assert back.frames.shape == small.shape
         assert psnr(back.frames, small) > 20  # detailed colour at 64x64 is capped by 4:2:0
+
+
+def test_real_footage_metadata(real_clips: dict[str, Path]) -> None:
+    cockatoo = probe_video(real_clips["cockatoo.mp4"])
+    assert (cockatoo.width, cockatoo.height) == (1280, 720)
+    assert cockatoo.num_frames == 280
+    short = read_video(real_clips["realshort.mp4"])
+    assert short.frames.shape == (36, 240, 320, 3)
+    # Sampling by target fps halves the frame count of a clip when asked for half its rate.
+    half = read_video(real_clips["realshort.mp4"], fps=short.fps / 2)
+    assert half.num_frames == 18

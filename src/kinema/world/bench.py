@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from itertools import permutations
 
 import numpy as np
@@ -40,6 +41,7 @@ from kinema.world.spec import (
     Color,
     Direction,
     Motion,
+    ObjectSpec,
     SceneSpec,
     Shape,
     Size,
@@ -86,7 +88,6 @@ class VideoAnalysis:
     num_frames: int
     tracks: list[Track]
     camera: CameraMotion
-    labels: np.ndarray  # (T, H, W) palette index per pixel or −1
     paint_labels: np.ndarray  # (T, H, W) the same with a looser saturation, for paint strokes
 
     @property
@@ -125,7 +126,7 @@ def analyze_video(frames: np.ndarray) -> VideoAnalysis:
     T, H, W, _ = frames.shape
     unit = min(H, W)
     labels = color_labels(frames)
-    camera = estimate_camera(frames)
+    camera = estimate_camera(frames, objects=labels >= 0)
     radii = [opening_radius(unit, z) for z in camera.zoom]
     min_areas = 0.3 * math.pi * (SIZE_RADIUS[Size.SMALL] * unit * camera.zoom) ** 2
     center = np.array([W / 2, H / 2])
@@ -145,7 +146,7 @@ def analyze_video(frames: np.ndarray) -> VideoAnalysis:
             )
         )
     paint = color_labels(frames, MIN_PAINT_SATURATION)
-    return VideoAnalysis(H, W, T, tracks, camera, labels, paint)
+    return VideoAnalysis(H, W, T, tracks, camera, paint)
 
 
 def opening_radius(unit: int, zoom: float = 1.0) -> int:
@@ -182,72 +183,47 @@ def _shape_mask(blob: Blob, pad: int = 3) -> np.ndarray:
 
 def score_video(analysis: VideoAnalysis, spec: SceneSpec) -> BenchResult:
     """All checks of `spec` against an analyzed video."""
-    result = BenchResult()
-    add = result.checks.append
+    checks = []
     matched = match_objects(analysis, spec)
     unit = analysis.unit
     for i, (obj, track) in enumerate(zip(spec.objects, matched, strict=True)):
         name = f"object {i} ({obj.color.value} {obj.shape.value})"
-        add(
-            Check(
-                "color",
-                name,
-                track is not None and track.color is obj.color,
-                _found(track, lambda t: t.color.value),
-            )
-        )
-        add(
-            Check(
-                "shape",
-                name,
-                track is not None and track.shape is obj.shape,
-                _found(track, lambda t: t.shape.value),
-            )
-        )
-        add(_motion_check(name, obj.motion, obj.direction, track, unit))
+        checks.append(_attribute_check("color", name, obj.color, track and track.color))
+        checks.append(_attribute_check("shape", name, obj.shape, track and track.shape))
+        checks.append(_motion_check(name, obj.motion, obj.direction, track, unit))
         if obj.motion in (Motion.FALL, Motion.COLLIDE):
-            add(_bounce_check(name, obj.motion, obj.direction, track, unit))
+            checks.append(_bounce_check(name, obj.motion, obj.direction, track, unit))
         if obj.trail:
-            add(_trail_check(name, analysis, spec, i, track))
-    add(
-        Check(
-            "count",
-            "objects",
-            len(analysis.tracks) == len(spec.objects),
-            f"found {len(analysis.tracks)}, want {len(spec.objects)}",
-        )
-    )
-    add(_camera_check(analysis, spec))
+            checks.append(_trail_check(name, analysis, spec, i, track))
+    found, want = len(analysis.tracks), len(spec.objects)
+    checks.append(Check("count", "objects", found == want, f"found {found}, want {want}"))
+    checks.append(_camera_check(analysis, spec))
     if spec.occluder is not None:
-        add(_permanence_check(matched[0], analysis.camera))
-    return result
+        checks.append(_permanence_check(matched[0], analysis.camera))
+    return BenchResult(checks)
 
 
 def match_objects(analysis: VideoAnalysis, spec: SceneSpec) -> list[Track | None]:
     """Assign detected tracks to spec objects at least cost (exhaustive: at most 3 objects)."""
-    tracks = analysis.tracks
-    n = len(spec.objects)
-    slots: list[Track | None] = [*tracks, *([None] * n)]
-    best, best_cost = [None] * n, math.inf
-    for perm in permutations(range(len(slots)), n):
-        chosen = [slots[k] for k in perm]
-        cost = sum(
-            _match_cost(obj, t, analysis.unit) for obj, t in zip(spec.objects, chosen, strict=True)
-        )
-        if cost < best_cost:
-            best, best_cost = chosen, cost
-    return best
+    slots: list[Track | None] = [*analysis.tracks, *([None] * len(spec.objects))]
+    cost = [[_match_cost(obj, t, analysis.unit) for t in slots] for obj in spec.objects]
+    best = min(
+        permutations(range(len(slots)), len(spec.objects)),
+        key=lambda perm: sum(cost[i][k] for i, k in enumerate(perm)),
+    )
+    return [slots[k] for k in best]
 
 
-def _match_cost(obj, track: Track | None, unit: int) -> float:
+def _match_cost(obj: ObjectSpec, track: Track | None, unit: int) -> float:
     if track is None:
         return 10.0
     cost = 4.0 * (track.color is not obj.color) + 2.0 * (track.shape is not obj.shape)
     return cost + 1.0 * (not _motion_check("", obj.motion, obj.direction, track, unit).passed)
 
 
-def _found(track: Track | None, describe) -> str:
-    return "not found" if track is None else f"found {describe(track)}"
+def _attribute_check(category: str, name: str, want: StrEnum, got: StrEnum | None) -> Check:
+    detail = "not found" if got is None else f"found {got.value}"
+    return Check(category, name, got is want, detail)
 
 
 def _motion_check(
@@ -323,16 +299,16 @@ def _camera_check(analysis: VideoAnalysis, spec: SceneSpec) -> Check:
 
 
 def _permanence_check(track: Track | None, camera: CameraMotion) -> Check:
-    """Seen at the start, (mostly) hidden for a while, seen again at the end."""
+    """Seen at the start, hidden for at least two frames in a row, seen again at the end."""
     name = "occluded object"
     if track is None:
         return Check("permanence", name, False, "not found")
     area = np.array([b.area if b else 0.0 for b in track.blobs]) / camera.zoom**2
-    T = len(area)
-    edge = max(1, T // 5)
+    edge = max(1, len(area) // 5)
     full = np.median(area[area > 0])
     start, end = area[:edge].max(), area[-edge:].max()
-    hidden = (area[edge:-edge] < 0.3 * full).any() if 2 * edge < T else False
+    gone = area[edge:-edge] < 0.3 * full
+    hidden = bool((gone[1:] & gone[:-1]).any())  # two frames in a row: not a detection dropout
     ok = start > 0.6 * full and end > 0.6 * full and hidden
     return Check(
         "permanence",

@@ -68,17 +68,17 @@ class Blob:
 
 
 def largest_blob(mask: np.ndarray, opening_radius: int, min_area: float) -> Blob | None:
-    """Open `mask` to drop thin strokes and speckle, keep the largest component if big enough."""
+    """Open `mask` to drop thin strokes and speckle, and keep its largest component, restored to
+    the mask's own pixels around it, if that covers at least `min_area` pixels."""
     body = ndimage.binary_opening(mask, structure=disk(opening_radius))
     labels, n = ndimage.label(body)
     if n == 0:
         return None
     sizes = ndimage.sum_labels(body, labels, index=np.arange(1, n + 1))
-    k = int(np.argmax(sizes)) + 1
-    if sizes[k - 1] < min_area:
-        return None
-    body = labels == k
+    body = labels == int(np.argmax(sizes)) + 1
     region = mask & ndimage.binary_dilation(body, structure=disk(opening_radius))
+    if region.sum() < min_area:
+        return None
     ys, xs = np.nonzero(body)
     return Blob(
         area=float(region.sum()),
@@ -126,11 +126,18 @@ class CameraMotion:
         return self.offset + (xy - center) / self.zoom[:, None] + center
 
 
-def estimate_camera(frames: np.ndarray, stride: int = 4) -> CameraMotion:
-    """Track the camera from the unsaturated (background) pixels between frames `stride` apart."""
+def estimate_camera(
+    frames: np.ndarray, objects: np.ndarray | None = None, stride: int = 4
+) -> CameraMotion:
+    """Track the camera from the background between frames `stride` apart.
+
+    `objects` (T, H, W) marks pixels to ignore; by default, every object-colored pixel.
+    """
     T, H, W, _ = frames.shape
     gray = frames.astype(np.float32).mean(-1)  # (T, H, W)
-    background = ~ndimage.binary_dilation(color_labels(frames) >= 0, structure=np.ones((1, 3, 3)))
+    if objects is None:
+        objects = color_labels(frames) >= 0
+    background = ~ndimage.binary_dilation(objects, structure=np.ones((1, 3, 3)))
     keys = sorted({*range(0, T, stride), T - 1})
     max_shift = MAX_SHIFT_PER_FRAME * min(H, W) * stride
     offsets, log_zoom, worst = [np.zeros(2)], [0.0], 1.0
@@ -203,7 +210,7 @@ def align_pair(
         if refined[1] >= score:
             log_scale, (shift, score) = (k + offset) * SCALE_STEP, refined
     # Keep the identity unless the alignment clearly explains the change between the frames.
-    if score < identity + 0.005 or (1 - score) > 0.6 * (1 - identity):
+    if score < identity + 0.005 or (1 - score) > 0.8 * (1 - identity):
         return 1.0, np.zeros(2), identity
     return float(np.exp(log_scale)), shift, score
 
