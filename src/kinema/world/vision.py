@@ -177,7 +177,8 @@ def align_pair(
         """Best shift after undoing `log_scale`: the top correlation peaks, judged by NCC."""
         b_s, valid_s = _unscale(b, b_valid, float(np.exp(log_scale)))
         best_shift, best_score = np.zeros(2), -1.0
-        for shift in phase_peaks(_fill(a, a_valid), _fill(b_s, valid_s), max_shift):
+        peaks = phase_peaks(_fill(a, a_valid), _fill(b_s, valid_s), max_shift)
+        for shift in [np.zeros(2), *peaks]:  # no shift is always a candidate (a pure zoom)
             back = (-shift[1], -shift[0])
             b_aligned = ndimage.shift(b_s, back, order=1, mode="nearest")
             valid_aligned = ndimage.shift(valid_s.astype(np.float32), back, order=0) > 0.5
@@ -230,10 +231,10 @@ def phase_peaks(
     fb = np.fft.rfft2((b - b.mean()) * window)
     cross = fb * np.conj(fa)
     corr = np.fft.irfft2(cross / np.maximum(np.abs(cross), 1e-6), s=(H, W))
-    if max_shift is not None:
+    if max_shift is not None:  # the window's own edge is no peak: keep 1 pixel inside it
         dy = np.abs(((np.arange(H) + H // 2) % H) - H // 2)[:, None]
         dx = np.abs(((np.arange(W) + W // 2) % W) - W // 2)[None, :]
-        corr = np.where((dx <= max_shift) & (dy <= max_shift), corr, -np.inf)
+        corr = np.where((dx < max_shift) & (dy < max_shift), corr, -np.inf)
     local_max = corr == ndimage.maximum_filter(corr, size=3, mode="wrap")
     peaks = np.flatnonzero(local_max & np.isfinite(corr))
     peaks = peaks[np.argsort(corr.ravel()[peaks])[::-1][:count]]
