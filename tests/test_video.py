@@ -499,3 +499,13 @@ def test_real_footage_metadata(real_clips: dict[str, Path]) -> None:
     # Sampling by target fps halves the frame count of a clip when asked for half its rate.
     half = read_video(real_clips["realshort.mp4"], fps=short.fps / 2)
     assert half.num_frames == 18
+
+
+def test_seek_into_real_footage_matches_sequential_decode(real_clips: dict[str, Path]) -> None:
+    # cockatoo.mp4 is an old x264 4:4:4 stream whose quirks FFmpeg detects from its first packet;
+    # a cold seek once decoded it with wrong colors.
+    path = real_clips["cockatoo.mp4"]
+    fps = probe_video(path).fps
+    sequential = read_video(path, max_frames=170).frames
+    seeked = read_video(path, start=165 / fps, max_frames=1).frames[0]
+    assert np.array_equal(seeked, sequential[165])

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_world(commands)
     _add_bench(commands)
     _add_video(commands)
+    _add_vae(commands)
     return parser
 
 
@@ -188,6 +189,81 @@ def run_video_info(args: argparse.Namespace) -> int:
         print(f"kinema: error: {e}", file=sys.stderr)
         return 1
     print(json.dumps(info.__dict__))
+    return 0
+
+
+# --- vae ---------------------------------------------------------------------------------------
+
+
+def _add_vae(commands) -> None:
+    vae = commands.add_parser("vae", help="the video compression network").add_subparsers(
+        title="vae commands", metavar="COMMAND"
+    )
+    p = _command(vae, "train", "train the causal video VAE (resumes from OUT)", run_vae_train)
+    p.add_argument("--preset", default="small", help="VAE preset (default: small)")
+    p.add_argument("--out", default="runs/vae", help="run folder (default: runs/vae)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a VAETrainConfig field, e.g. --set lr=3e-4 (repeatable)",
+    )
+    p = _command(vae, "eval", "encode→decode PSNR/SSIM and speed on videos", run_vae_eval)
+    p.add_argument("videos", nargs="*", help="video files")
+    p.add_argument(
+        "--held-out",
+        action="store_true",
+        help="also evaluate the held-out real footage (never used in training)",
+    )
+    p.add_argument("--model", default=None, help="VAE folder (default: the shipped model's)")
+    p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
+    p.add_argument("--short-side", type=int, default=256, help="resize short side (default 256)")
+    p.add_argument("--max-frames", type=int, default=33, help="frames per video (default 33)")
+
+
+def run_vae_train(args: argparse.Namespace) -> int:
+    from kinema.compression.train import VAETrainConfig, VAETrainer, apply_overrides
+
+    config = VAETrainConfig(preset=args.preset, out_dir=args.out)
+    if args.steps is not None:
+        config.steps = args.steps
+    config = apply_overrides(config, args.overrides)
+    exported = VAETrainer(config).run()
+    print(f"VAE: {exported}")
+    return 0
+
+
+def run_vae_eval(args: argparse.Namespace) -> int:
+    from kinema.compression.evaluate import evaluate_clips, load_vae, read_clips
+
+    if not args.videos and not args.held_out:
+        raise ValueError("give VIDEO files to evaluate, --held-out, or both")
+    vae = load_vae(args.model)
+    clips = read_clips(args.videos, args.max_frames)
+    if args.held_out:
+        from kinema.compression.data import evaluation_clips
+
+        clips.update({f"held-out/{k}": v for k, v in evaluation_clips().items()})
+    report = evaluate_clips(vae, clips, args.short_side, args.max_frames)
+    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_out).write_text(json.dumps(report, indent=2))
+    print(
+        f"{'video':<40}{'frames':>7}{'size':>10}{'PSNR':>8}{'SSIM':>7}{'enc fps':>9}{'dec fps':>9}"
+    )
+    for v in report["videos"]:
+        size = f"{v['width']}x{v['height']}"
+        print(
+            f"{Path(v['name']).name:<40}{v['frames']:>7}{size:>10}{v['psnr']:>8.2f}"
+            f"{v['ssim']:>7.3f}{v['encode_fps']:>9.1f}{v['decode_fps']:>9.1f}"
+        )
+    m = report["mean"]
+    print(
+        f"{'mean':<57}{m['psnr']:>8.2f}{m['ssim']:>7.3f}{m['encode_fps']:>9.1f}{m['decode_fps']:>9.1f}"
+    )
+    print(f"report: {args.json_out}")
     return 0
 
 

@@ -293,6 +293,9 @@ def _timed_frames(
     or lands after ``start``, decoding restarts from the beginning."""
     origin = stream.start_time
     if start > 0 and stream.time_base is not None and origin is not None:
+        # Decode one frame first: FFmpeg detects some encoders' quirks from the first packet
+        # (old x264 4:4:4 streams decode with wrong colors after a cold seek).
+        next(_stamped(container, stream, origin), None)
         try:
             container.seek(origin + int(start / stream.time_base), stream=stream, backward=True)
         except av.FFmpegError:  # not seekable: decode from the beginning

@@ -1,0 +1,104 @@
+"""Atomic, resumable training checkpoints in safetensors.
+
+A checkpoint is a folder `step_00001234/` holding `model.safetensors`, `optimizer.safetensors`
+and `state.json` (step, config, counters). It is written to a temporary folder and renamed, and
+`latest` (a one-line file) is replaced atomically afterwards, so `latest` never names a partial
+checkpoint. Weights with NaN or Inf are refused. Only safetensors and JSON are ever loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer state as named tensors plus JSON metadata (param groups, scalar state)."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in [*tensors.items(), *meta["scalars"].items()]:
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    models: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    state: dict[str, Any],
+) -> Path:
+    """Write checkpoint `step` under `run_dir/checkpoints/` and point `latest` at it."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:08d}"
+    tmp = root / f".tmp_step_{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name, model in models.items():
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        bad = [
+            k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()
+        ]
+        if bad:
+            shutil.rmtree(tmp)
+            raise ValueError(f"refusing to save checkpoint {step}: non-finite weights in {bad[:3]}")
+        save_file(weights, str(tmp / f"{name}.safetensors"))
+    meta = {}
+    for name, optimizer in optimizers.items():
+        tensors, meta[name] = _flatten_optimizer(optimizer)
+        save_file(tensors, str(tmp / f"{name}.optimizer.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({"step": step, **state, "optimizers": meta}))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    latest_tmp = root / ".latest.tmp"
+    latest_tmp.write_text(final.name + "\n")
+    os.replace(latest_tmp, root / "latest")
+    return final
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    if not pointer.is_file():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    return path if (path / "state.json").is_file() else None
+
+
+def load_checkpoint(
+    path: str | Path,
+    models: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+) -> dict[str, Any]:
+    """Restore models and optimizers in place; returns the saved state (step, counters …)."""
+    path = Path(path)
+    try:
+        state = json.loads((path / "state.json").read_text())
+        for name, model in models.items():
+            model.load_state_dict(load_file(str(path / f"{name}.safetensors")))
+        for name, optimizer in optimizers.items():
+            tensors = load_file(str(path / f"{name}.optimizer.safetensors"))
+            optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizers"][name]))
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
+        raise ValueError(f"cannot load checkpoint {path}: {e}") from e
+    return state

@@ -1,0 +1,108 @@
+"""Reconstruction quality and speed of a VAE on video files: encode → decode, PSNR and SSIM.
+
+    kinema vae eval [--model DIR] --json OUT.json VIDEO...
+
+Native settings: each video is read (up to `max_frames`, trimmed to 1 + 4k frames), resized so its
+short side is `short_side` pixels, and center-cropped to a multiple of the spatial compression. It
+is encoded and decoded whole-clip in fp32 with the posterior mean, and the decoded frames, rounded
+to uint8 as a player would show them, are compared with the input frames.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kinema.compression.losses import psnr, ssim
+from kinema.compression.vae import CausalVAE
+from kinema.video import read_video, resize_and_crop
+
+# The shipped default model lives in the repository's models/ folder.
+DEFAULT_VAE_DIR = Path(__file__).resolve().parents[3] / "models" / "default" / "vae"
+
+
+def load_vae(model_dir: str | Path | None) -> CausalVAE:
+    """The VAE in `model_dir` (a VAE folder, or a model folder with a vae/ inside), or the
+    shipped default's."""
+    if model_dir is None:
+        if not (DEFAULT_VAE_DIR / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no --model given and the shipped default VAE is not at {DEFAULT_VAE_DIR}; "
+                "pass --model DIR (e.g. runs/vae/vae from `kinema vae train`)"
+            )
+        model_dir = DEFAULT_VAE_DIR
+    path = Path(model_dir)
+    if (path / "vae" / "config.json").is_file():
+        path = path / "vae"
+    return CausalVAE.from_pretrained(path)
+
+
+def prepare_frames(
+    frames: np.ndarray, short_side: int, multiple: int, time_factor: int
+) -> np.ndarray:
+    """Trim to 1 + time_factor·k frames; resize the short side; crop H, W to multiples."""
+    T = 1 + (frames.shape[0] - 1) // time_factor * time_factor
+    H, W = frames.shape[1:3]
+    scale = short_side / min(H, W)
+    height = max(multiple, round(H * scale) // multiple * multiple)
+    width = max(multiple, round(W * scale) // multiple * multiple)
+    return resize_and_crop(frames[:T], height, width, mode="center")
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) → float (1, 3, T, H, W) in [−1, 1]."""
+    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+
+
+def to_uint8(video: torch.Tensor) -> torch.Tensor:
+    """float video in [−1, 1] → the same quantized to 8 bits (still in [−1, 1])."""
+    return ((video.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1.0
+
+
+@torch.no_grad()
+def evaluate_frames(
+    vae: CausalVAE, name: str, frames: np.ndarray, short_side: int = 256, max_frames: int = 33
+) -> dict[str, Any]:
+    """Encode → decode one clip of uint8 frames (T, H, W, 3) at the native settings."""
+    frames = prepare_frames(
+        frames[:max_frames], short_side, vae.config.space_compression, vae.config.time_compression
+    )
+    video = to_tensor(frames)
+    start = time.perf_counter()
+    latents = vae.encode(video)
+    encoded = time.perf_counter()
+    recon = to_uint8(vae.decode(latents))
+    decoded = time.perf_counter()
+    T = video.shape[2]
+    return {
+        "name": name,
+        "frames": T,
+        "height": video.shape[3],
+        "width": video.shape[4],
+        "latent_shape": list(latents.shape[1:]),
+        "psnr": float(psnr(recon, video)),
+        "ssim": float(ssim(recon, video)),
+        "encode_fps": T / (encoded - start),
+        "decode_fps": T / (decoded - encoded),
+    }
+
+
+def evaluate_clips(
+    vae: CausalVAE, clips: dict[str, np.ndarray], short_side: int = 256, max_frames: int = 33
+) -> dict[str, Any]:
+    """Per-clip results and their means, for {name: uint8 frames}."""
+    videos = [evaluate_frames(vae, n, f, short_side, max_frames) for n, f in clips.items()]
+    keys = ("psnr", "ssim", "encode_fps", "decode_fps")
+    return {
+        "videos": videos,
+        "mean": {k: float(np.mean([v[k] for v in videos])) for k in keys},
+        "settings": {"short_side": short_side, "max_frames": max_frames, "dtype": "float32"},
+    }
+
+
+def read_clips(paths: list[str | Path], max_frames: int) -> dict[str, np.ndarray]:
+    return {str(p): read_video(p, max_frames=max_frames).frames for p in paths}

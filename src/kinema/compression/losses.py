@@ -1,0 +1,102 @@
+"""Reconstruction losses and metrics for the video VAE.
+
+Videos are (B, C, T, H, W) in [−1, 1]. SSIM is computed per frame (frames folded into the batch)
+with a Gaussian window, as in Wang et al. 2004; PSNR uses the [−1, 1] data range of 2. No
+pretrained perceptual network exists offline, so the reconstruction loss is L1 + (1 − SSIM), with
+an optional patch-GAN trained from scratch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+_C1 = (0.01 * 2) ** 2  # SSIM constants for a data range of 2
+_C2 = (0.03 * 2) ** 2
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> torch.Tensor:
+    x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    window = g[:, None] * g[None, :]  # (size, size)
+    return window.expand(channels, 1, size, size).contiguous()
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, window_size: int = 11) -> torch.Tensor:
+    """Per-pixel SSIM of two videos (B, C, T, H, W) → (B·T, C, H', W'), computed frame by frame."""
+    if x.shape != y.shape:
+        raise ValueError(f"SSIM needs equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}")
+    a = rearrange(x, "b c t h w -> (b t) c h w")
+    b = rearrange(y, "b c t h w -> (b t) c h w")
+    size = min(window_size, a.shape[-1], a.shape[-2])
+    size -= 1 - size % 2  # odd
+    window = _gaussian_window(size, 1.5 * size / 11, a.shape[1], a.device, a.dtype)
+    conv = lambda v: F.conv2d(v, window, groups=a.shape[1])  # noqa: E731 (valid convolution)
+    mu_a, mu_b = conv(a), conv(b)
+    var_a = conv(a * a) - mu_a**2
+    var_b = conv(b * b) - mu_b**2
+    cov = conv(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + _C1) * (2 * cov + _C2)
+    den = (mu_a**2 + mu_b**2 + _C1) * (var_a + var_b + _C2)
+    return num / den
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of two videos in [−1, 1] (1 = identical)."""
+    return ssim_map(x, y).mean()
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of two videos in [−1, 1] (data range 2)."""
+    mse = F.mse_loss(x.float(), y.float())
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) ‖ N(0, 1)), averaged over latent elements."""
+    return 0.5 * (mean**2 + logvar.exp() - 1.0 - logvar).mean()
+
+
+def reconstruction_loss(
+    recon: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 + ssim_weight · (1 − SSIM), and its parts for logging."""
+    l1 = (recon - target).abs().mean()
+    s = ssim(recon, target)
+    loss = l1 + ssim_weight * (1 - s)
+    return loss, {"l1": l1.item(), "ssim": s.item()}
+
+
+class PatchDiscriminator(nn.Module):
+    """A small per-frame patch-GAN (frames folded into the batch), trained from scratch."""
+
+    def __init__(self, channels: int = 32, layers: int = 3) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = [nn.Conv2d(3, channels, 4, 2, 1), nn.LeakyReLU(0.2)]
+        c = channels
+        for _ in range(1, layers):
+            blocks += [nn.Conv2d(c, 2 * c, 4, 2, 1), nn.GroupNorm(8, 2 * c), nn.LeakyReLU(0.2)]
+            c *= 2
+        blocks.append(nn.Conv2d(c, 1, 3, 1, 1))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) → patch logits (B·T, 1, H/2^L, W/2^L)."""
+        return self.net(rearrange(video, "b c t h w -> (b t) c h w"))
+
+
+def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean())
+
+
+def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    return -fake_logits.mean()
+
+
+def psnr_from_mse(mse: float) -> float:
+    return 10 * math.log10(4.0 / max(mse, 1e-12))

@@ -1,0 +1,269 @@
+"""Train the video VAE: L1 + SSIM reconstruction, a small KL, and an optional patch-GAN stage.
+
+    kinema vae train --preset small --out runs/vae --steps 3000 [--set key=value ...]
+
+Each step accumulates gradients over `clips_per_step` clips of mixed sources, sizes and lengths
+(`kinema.compression.data.MixedClipDataset`). The clips and the posterior noise of step `s` are
+drawn from `default_rng([seed, s])`, so a resumed run continues exactly as if never stopped.
+Checkpoints (model, optimizer, step) are atomic (`kinema.compression.checkpoint`); a run restarted
+with the same `--out` resumes from `latest`. A non-finite loss skips the step; many in a row stop
+the run. At the end, per-channel latent statistics are measured and the VAE is exported to
+`OUT/vae`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from kinema.compression.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from kinema.compression.data import MixedClipDataset
+from kinema.compression.losses import (
+    PatchDiscriminator,
+    hinge_d_loss,
+    hinge_g_loss,
+    kl_divergence,
+    psnr,
+    reconstruction_loss,
+)
+from kinema.compression.vae import PRESETS, CausalVAE
+
+
+@dataclass
+class VAETrainConfig:
+    preset: str = "tiny"  # a name in kinema.compression.vae.PRESETS
+    out_dir: str = "runs/vae"  # checkpoints, metrics.jsonl, config.json and the exported vae/
+    steps: int = 3000  # optimizer steps
+    clips_per_step: int = 4  # clips whose gradients are accumulated into one step
+    lr: float = 4e-4  # AdamW peak learning rate, after a linear warmup
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decay down to lr · min_lr_ratio
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    kl_weight: float = 1e-6
+    ssim_weight: float = 0.2
+    gan_weight: float = 0.0  # 0 disables the patch-GAN stage
+    gan_start: int = 2000  # step at which the discriminator starts to count
+    sizes: tuple[tuple[int, int], ...] = ((64, 64), (64, 96), (96, 64), (128, 128))  # (H, W)
+    lengths: tuple[int, ...] = (1, 9, 17)  # frames per clip (1 + 4k)
+    source_weights: dict[str, float] = field(
+        default_factory=lambda: {"world": 0.5, "video": 0.25, "photo": 0.25}
+    )
+    seed: int = 0
+    threads: int = 2  # torch CPU threads
+    bf16: bool = True  # bf16 autocast for the forward pass (fp32 weights and optimizer)
+    log_every: int = 10
+    checkpoint_every: int = 100
+    max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
+    time_budget_s: float | None = None  # stop (with a checkpoint) after this much wall time
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def apply_overrides(config: VAETrainConfig, items: list[str]) -> VAETrainConfig:
+    """`key=value` overrides (JSON values, or bare strings); unknown keys raise ValueError."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value")
+        if key not in fields:
+            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(fields))}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        changes[key] = value
+    return dataclasses.replace(config, **changes)
+
+
+def learning_rate(config: VAETrainConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+class VAETrainer:
+    """Owns the model, optimizers, data and run folder; `run()` trains to `config.steps`."""
+
+    def __init__(self, config: VAETrainConfig, data: MixedClipDataset | None = None) -> None:
+        if config.preset not in PRESETS:
+            raise ValueError(f"unknown VAE preset {config.preset!r}; valid: {sorted(PRESETS)}")
+        self.config = config
+        self.out = Path(config.out_dir)
+        torch.manual_seed(config.seed)
+        self.vae = CausalVAE(PRESETS[config.preset])
+        self.optimizer = torch.optim.AdamW(
+            self.vae.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay
+        )
+        self.disc = PatchDiscriminator() if config.gan_weight > 0 else None
+        self.disc_optimizer = (
+            torch.optim.AdamW(self.disc.parameters(), lr=config.lr, betas=(0.5, 0.9))
+            if self.disc is not None
+            else None
+        )
+        self.data = data or MixedClipDataset(
+            sizes=config.sizes,
+            lengths=config.lengths,
+            weights=config.source_weights,
+            seed=config.seed,
+        )
+        self.step = 0
+        self.bad_steps = 0
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def _models(self) -> dict[str, torch.nn.Module]:
+        return {"vae": self.vae, **({"disc": self.disc} if self.disc is not None else {})}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        optimizers = {"vae": self.optimizer}
+        if self.disc_optimizer is not None:
+            optimizers["disc"] = self.disc_optimizer
+        return optimizers
+
+    def resume(self) -> bool:
+        path = latest_checkpoint(self.out)
+        if path is None:
+            return False
+        state = load_checkpoint(path, self._models(), self._optimizers())
+        self.step = int(state["step"])
+        return True
+
+    def save(self) -> Path:
+        state = {"config": self.config.to_dict(), "bad_steps": self.bad_steps}
+        return save_checkpoint(self.out, self.step, self._models(), self._optimizers(), state)
+
+    # --- training ------------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float] | None:
+        """One optimizer step over `clips_per_step` clips; None if it was skipped (non-finite)."""
+        config = self.config
+        rng = np.random.default_rng([config.seed, self.step])
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(config, self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        use_gan = self.disc is not None and self.step >= config.gan_start
+        totals: dict[str, float] = {}
+        fakes, reals = [], []
+        for _ in range(config.clips_per_step):
+            clip = self.data.sample(rng)[None]  # (1, 3, T, H, W)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                mean, logvar = self.vae.encode_distribution(clip)
+                mean, logvar = mean.float(), logvar.float()
+                noise = torch.Generator().manual_seed(int(rng.integers(2**62)))  # step-seeded
+                z = mean + torch.randn(mean.shape, generator=noise) * (0.5 * logvar).exp()
+                recon = self.vae.decode_raw(z).float()
+            rec, parts = reconstruction_loss(recon, clip, config.ssim_weight)
+            kl = kl_divergence(mean, logvar)
+            loss = rec + config.kl_weight * kl
+            if use_gan:
+                loss = loss + config.gan_weight * hinge_g_loss(self.disc(recon))
+                fakes.append(recon.detach())
+                reals.append(clip)
+            if not torch.isfinite(loss):
+                return self._skip()
+            (loss / config.clips_per_step).backward()
+            parts.update(loss=loss.item(), kl=kl.item(), psnr=psnr(recon.detach(), clip).item())
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v / config.clips_per_step
+        norm = torch.nn.utils.clip_grad_norm_(self.vae.parameters(), config.grad_clip)
+        if not torch.isfinite(norm):
+            return self._skip()
+        self.optimizer.step()
+        if use_gan:
+            totals["d_loss"] = self._discriminator_step(reals, fakes)
+        self.bad_steps = 0
+        return {**totals, "grad_norm": float(norm), "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _discriminator_step(self, reals: list[torch.Tensor], fakes: list[torch.Tensor]) -> float:
+        self.disc_optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for real, fake in zip(reals, fakes, strict=True):
+            d_loss = hinge_d_loss(self.disc(real), self.disc(fake)) / len(reals)
+            d_loss.backward()
+            total += float(d_loss)
+        self.disc_optimizer.step()
+        return total
+
+    def _skip(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_steps += 1
+        if self.bad_steps >= self.config.max_bad_steps:
+            raise RuntimeError(
+                f"{self.bad_steps} non-finite steps in a row at step {self.step}; stopping. "
+                "Lower lr or check the data."
+            )
+        return None
+
+    def run(self, progress: bool = True) -> Path:
+        """Train to `config.steps` (resuming if a checkpoint exists); export and return OUT/vae."""
+        config = self.config
+        torch.set_num_threads(config.threads)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        resumed = self.resume()
+        start_time, start_step = time.perf_counter(), self.step
+        metrics = (self.out / "metrics.jsonl").open("a")
+        bar = tqdm(total=config.steps, initial=self.step, desc="vae", disable=not progress)
+        if resumed:
+            bar.write(f"resumed from step {self.step}")
+        while self.step < config.steps:
+            logs = self.train_step()
+            self.step += 1
+            bar.update(1)
+            if logs is not None and self.step % config.log_every == 0:
+                elapsed = time.perf_counter() - start_time
+                logs.update(
+                    step=self.step,
+                    clips_per_s=(self.step - start_step) * config.clips_per_step / elapsed,
+                )
+                metrics.write(json.dumps(logs) + "\n")
+                metrics.flush()
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", psnr=f"{logs['psnr']:.1f}")
+            over_budget = (
+                config.time_budget_s is not None
+                and time.perf_counter() - start_time > config.time_budget_s
+            )
+            if self.step % config.checkpoint_every == 0 or over_budget:
+                self.save()
+            if over_budget:
+                bar.write(
+                    f"time budget of {config.time_budget_s:.0f} s reached at step {self.step}"
+                )
+                break
+        bar.close()
+        metrics.close()
+        self.save()
+        return self.export()
+
+    @torch.no_grad()
+    def export(self, calibration_clips: int = 32) -> Path:
+        """Measure per-channel latent statistics on fresh clips and save the VAE to OUT/vae."""
+        rng = np.random.default_rng([self.config.seed, 10**9])
+        means = [
+            self.vae.encode_distribution(self.data.sample(rng)[None])[0]
+            for _ in range(calibration_clips)
+        ]
+        flat = torch.cat(
+            [m.transpose(0, 1).reshape(m.shape[1], -1) for m in means], dim=1
+        )  # (C, N)
+        self.vae.set_latent_stats(flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-4))
+        target = self.out / "vae"
+        self.vae.save_pretrained(target)
+        return target

@@ -1,0 +1,134 @@
+"""VAE training: losses against closed forms, atomic checkpoints, exact resume, the NaN guard."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kinema.compression.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from kinema.compression.data import MixedClipDataset, WorldSource
+from kinema.compression.losses import kl_divergence, psnr, ssim
+from kinema.compression.train import VAETrainConfig, VAETrainer, apply_overrides, learning_rate
+
+
+def tiny_config(tmp_path, **changes) -> VAETrainConfig:
+    base = VAETrainConfig(
+        preset="debug",
+        out_dir=str(tmp_path / "run"),
+        steps=4,
+        clips_per_step=2,
+        warmup_steps=2,
+        sizes=((32, 32), (32, 48)),
+        lengths=(1, 5),
+        source_weights={"world": 1.0},
+        log_every=1,
+        checkpoint_every=2,
+        bf16=False,
+    )
+    return apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in changes.items()])
+
+
+def world_data(config: VAETrainConfig) -> MixedClipDataset:
+    return MixedClipDataset(
+        sources=[WorldSource()],
+        weights={"world": 1.0},
+        sizes=config.sizes,
+        lengths=config.lengths,
+        seed=config.seed,
+    )
+
+
+def losses(run_dir) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines]
+
+
+def test_metrics_match_closed_forms():
+    x = torch.rand(1, 3, 2, 16, 16) * 2 - 1
+    assert ssim(x, x).item() == pytest.approx(1.0, abs=1e-5)
+    assert psnr(x, x + 0.02).item() == pytest.approx(40.0, abs=0.01)
+    mean, logvar = torch.zeros(4), torch.zeros(4)
+    assert kl_divergence(mean, logvar).item() == 0.0
+    assert kl_divergence(torch.ones(4), logvar).item() == pytest.approx(0.5)
+
+
+def test_learning_rate_warms_up_and_decays():
+    config = VAETrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
+    assert learning_rate(config, 0) == pytest.approx(1e-4)
+    assert learning_rate(config, 9) == pytest.approx(1e-3)
+    assert learning_rate(config, 100) == pytest.approx(1e-4)
+
+
+def test_overrides_reject_unknown_keys(tmp_path):
+    config = tiny_config(tmp_path)
+    assert apply_overrides(config, ["lr=0.01"]).lr == 0.01
+    with pytest.raises(ValueError, match="unknown config key 'lrate'"):
+        apply_overrides(config, ["lrate=0.01"])
+    with pytest.raises(ValueError, match="not key=value"):
+        apply_overrides(config, ["lr"])
+
+
+def test_resume_continues_exactly(tmp_path):
+    whole = tiny_config(tmp_path / "a")
+    VAETrainer(whole, world_data(whole)).run(progress=False)
+    first = tiny_config(tmp_path / "b", steps=2)
+    VAETrainer(first, world_data(first)).run(progress=False)
+    second = tiny_config(tmp_path / "b")  # same run folder, more steps: resumes from step 2
+    VAETrainer(second, world_data(second)).run(progress=False)
+    expected, resumed = losses(tmp_path / "a" / "run"), losses(tmp_path / "b" / "run")
+    assert len(expected) == len(resumed) == 4
+    assert resumed == pytest.approx(expected, rel=1e-5)
+    assert (tmp_path / "b" / "run" / "vae" / "model.safetensors").is_file()
+
+
+def test_checkpoint_round_trip_and_latest(tmp_path):
+    config = tiny_config(tmp_path)
+    trainer = VAETrainer(config, world_data(config))
+    trainer.train_step()
+    trainer.step = 1
+    path = trainer.save()
+    assert latest_checkpoint(config.out_dir) == path
+    fresh = VAETrainer(config, world_data(config))
+    assert fresh.resume() and fresh.step == 1
+    for a, b in zip(
+        trainer.vae.state_dict().values(), fresh.vae.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    state_a = trainer.optimizer.state_dict()["state"]
+    state_b = fresh.optimizer.state_dict()["state"]
+    assert torch.equal(state_a[0]["exp_avg"], state_b[0]["exp_avg"])
+
+
+def test_nan_weights_are_never_checkpointed(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        save_checkpoint(tmp_path, 1, {"m": model}, {}, {})
+    assert latest_checkpoint(tmp_path) is None
+    assert not list((tmp_path / "checkpoints").glob("step_*"))
+
+
+def test_non_finite_loss_skips_the_step_and_keeps_weights(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, max_bad_steps=2)
+    trainer = VAETrainer(config, world_data(config))
+    before = {k: v.clone() for k, v in trainer.vae.state_dict().items()}
+    monkeypatch.setattr(
+        "kinema.compression.train.kl_divergence", lambda m, lv: torch.tensor(float("nan"))
+    )
+    assert trainer.train_step() is None
+    for k, v in trainer.vae.state_dict().items():
+        assert torch.equal(v, before[k])
+    with pytest.raises(RuntimeError, match="non-finite steps in a row"):
+        trainer.train_step()
+
+
+def test_corrupt_checkpoint_raises_naming_the_path(tmp_path):
+    config = tiny_config(tmp_path)
+    trainer = VAETrainer(config, world_data(config))
+    path = trainer.save()
+    (path / "vae.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=str(path)):
+        load_checkpoint(path, {"vae": trainer.vae}, {})
