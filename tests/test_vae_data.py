@@ -28,7 +28,6 @@ from kinema.compression.data import (
     WorldSource,
     evaluation_clips,
     held_out_start,
-    seeks_exactly,
     training_video_files,
 )
 from kinema.video import probe_video, read_video, write_video
@@ -365,9 +364,9 @@ def test_default_mixture_uses_only_training_footage() -> None:
 
 @slow
 def test_cockatoo_windows_match_sequential_decoding() -> None:
-    """cockatoo.mp4 decodes wrongly after a seek; the source must notice and not seek."""
+    """Windows decoded with a seek equal the same frames decoded from the start (cockatoo.mp4
+    is an old x264 4:4:4 stream that once decoded wrongly after a seek)."""
     path = real_or_skip(imageio_clips)["cockatoo.mp4"]
-    assert not seeks_exactly(path, 20.0, 11.2)
     source = VideoFileSource([path], cache_short_side=720)
     window = source.draw_window(np.random.default_rng(1), 5)
     frames = source.load_window(window)

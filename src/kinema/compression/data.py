@@ -9,8 +9,6 @@ Sources (each gives uint8 clips ``(T, H, W, 3)`` for a numpy Generator, a size a
                      and ~2× the target). Only the window is decoded (a seek, the stride as a
                      frame rate); decoded frames are kept in memory, downscaled to a short side of
                      256, in a byte-bounded LRU cache (all three training files fit in ~330 MB).
-                     A file whose seeks decode wrongly (``seeks_exactly``; cockatoo.mp4 is one)
-                     has its training part decoded from the start, once, instead.
 ``PhotoPanSource``   a crop window that pans and/or zooms smoothly across a real photo, resampled
                      with an antialiasing tent filter: real texture, real (rigid) motion.
 
@@ -33,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +38,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-import av
 import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
@@ -69,7 +65,6 @@ __all__ = [
     "default_sources",
     "evaluation_clips",
     "held_out_start",
-    "seeks_exactly",
     "training_video_files",
 ]
 
@@ -196,55 +191,6 @@ class _FrameCache:
             self.bytes -= old.nbytes
 
 
-def _first_keyframe_after_start(path: Path, until: float) -> float | None:
-    """Seconds of the first keyframe after the first frame and before ``until``; None if none."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        origin = stream.start_time or 0
-        for packet in container.demux(stream):
-            if packet.pts is None or packet.time_base is None:
-                continue
-            t = float((packet.pts - origin) * packet.time_base)
-            if t >= until:
-                return None
-            if packet.is_keyframe and t > 0:
-                return t
-    return None
-
-
-def seeks_exactly(path: str | Path, fps: float, until: float) -> bool:
-    """Whether ``read_video(path, start=t)`` gives the same frames as decoding from the start,
-    for seek targets ``t < until`` seconds. Checked once on the frame after the first keyframe
-    past frame 0 (where such a seek lands); True when there is no such keyframe, as every seek
-    then lands on frame 0. False when the check cannot be made.
-
-    Some files fail it: cockatoo.mp4 (an old x264 4:4:4 encode) decodes to green garbage after
-    a seek, because FFmpeg turns on its x264 workarounds only after seeing the first packet.
-    """
-    try:
-        key = _first_keyframe_after_start(Path(path), until)
-        if key is None:
-            return True
-        stat = os.stat(path)
-        return _seek_matches(os.fspath(path), stat.st_size, stat.st_mtime_ns, key, fps)
-    except (av.FFmpegError, OSError, IndexError):
-        return False
-
-
-@functools.cache
-def _seek_matches(path: str, size: int, mtime_ns: int, key: float, fps: float) -> bool:
-    """The frame after keyframe ``key``, read with a seek and from the start, agree. ``size``
-    and ``mtime_ns`` only key the cache."""
-    try:
-        seeked = read_video(path, start=key + 0.5 / fps, max_frames=1).frames[0]
-        sequential = read_video(path, end=key + 1.5 / fps).frames[-1]
-    except (VideoError, ValueError):
-        return False
-    if sequential.shape != seeked.shape:
-        return False
-    return float(np.abs(sequential.astype(np.float32) - seeked).mean()) <= 1.0
-
-
 def _downscale_short_side(frames: np.ndarray, short_side: int) -> np.ndarray:
     h, w = frames.shape[1:3]
     if min(h, w) <= short_side:
@@ -283,7 +229,6 @@ class VideoFileSource:
         self.skipped: dict[str, str] = {}
         self.files: list[_TrainingFile] = []
         self._cache = _FrameCache(cache_bytes)
-        self._seekable: dict[Path, bool] = {}  # per file, checked on first use (seeks_exactly)
         for path in map(Path, paths):
             if path.name in HELD_OUT_FILES:
                 raise ValueError(
@@ -325,8 +270,7 @@ class VideoFileSource:
         """``(T, h, w, 3)`` uint8 frames of ``window`` at cache resolution (short side <= 256).
 
         Decodes only when some of its frames are not cached, and then only the window (seek,
-        stride via the frame rate, ``end`` at the split) — or, for a file that does not seek
-        exactly, its whole training part from the start. Raises VideoError if decoding fails.
+        stride via the frame rate, ``end`` at the split). Raises VideoError if decoding fails.
         """
         file = next((f for f in self.files if f.path == window.path), None)
         if file is None:
@@ -336,15 +280,9 @@ class VideoFileSource:
         cached = [self._cache.get((file.path, i)) for i in window.indices]
         if all(frame is not None for frame in cached):
             return np.stack(cached)  # type: ignore[arg-type]
-        if file.path not in self._seekable:
-            self._seekable[file.path] = seeks_exactly(file.path, file.fps, file.split_time)
-        if self._seekable[file.path]:  # decode just the window
-            indices = window.indices
-            start = window.start / file.fps
-            fps = file.fps / window.stride
-        else:  # decode the whole training part from the start, once (it stays cached)
-            indices = range(file.num_train)
-            start, fps = 0.0, file.fps
+        indices = window.indices
+        start = window.start / file.fps
+        fps = file.fps / window.stride
         max_frames = len(indices)
         video = read_video(
             file.path, start=start, end=file.split_time, fps=fps, max_frames=max_frames
@@ -611,12 +549,7 @@ def evaluation_clips(max_short_side: int | None = 256) -> dict[str, np.ndarray]:
     for name, path in sorted(found.items()):
         info = probe_video(path)
         first = 0 if name in HELD_OUT_FILES else held_out_start(info.num_frames)
-        if first == 0:
-            frames = read_video(path).frames
-        elif seeks_exactly(path, info.fps, (first + 0.5) / info.fps):
-            frames = read_video(path, start=first / info.fps).frames
-        else:  # no seeking: the frame grid from the start, nearest frame per grid time
-            frames = read_video(path, fps=info.fps).frames[first:]
+        frames = read_video(path, start=first / info.fps).frames
         if max_short_side is not None:
             frames = _downscale_short_side(frames, max_short_side)
         clips[name] = frames
