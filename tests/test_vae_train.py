@@ -11,6 +11,7 @@ from kinema.compression.checkpoint import latest_checkpoint, load_checkpoint, sa
 from kinema.compression.data import MixedClipDataset, WorldSource
 from kinema.compression.losses import kl_divergence, psnr, ssim
 from kinema.compression.train import VAETrainConfig, VAETrainer, apply_overrides, learning_rate
+from kinema.compression.vae import CausalVAE
 
 
 def tiny_config(tmp_path, **changes) -> VAETrainConfig:
@@ -132,3 +133,16 @@ def test_corrupt_checkpoint_raises_naming_the_path(tmp_path):
     (path / "vae.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match=str(path)):
         load_checkpoint(path, {"vae": trainer.vae}, {})
+
+
+def test_init_from_a_saved_vae(tmp_path):
+    config = tiny_config(tmp_path / "a", steps=1)
+    exported = VAETrainer(config, world_data(config)).run(progress=False)
+    warm = tiny_config(tmp_path / "b", steps=1, init_from=str(exported))
+    trainer = VAETrainer(warm, world_data(warm))
+    saved = CausalVAE.from_pretrained(exported).state_dict()
+    for key, value in trainer.vae.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    wrong = tiny_config(tmp_path / "c", preset="tiny", init_from=str(exported))
+    with pytest.raises(ValueError, match="is not a 'tiny' VAE"):
+        VAETrainer(wrong, world_data(wrong))

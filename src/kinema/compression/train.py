@@ -41,6 +41,7 @@ from kinema.compression.vae import PRESETS, CausalVAE
 @dataclass
 class VAETrainConfig:
     preset: str = "tiny"  # a name in kinema.compression.vae.PRESETS
+    init_from: str | None = None  # start from a saved VAE folder's weights (not its optimizer)
     out_dir: str = "runs/vae"  # checkpoints, metrics.jsonl, config.json and the exported vae/
     steps: int = 3000  # optimizer steps
     clips_per_step: int = 4  # clips whose gradients are accumulated into one step
@@ -107,7 +108,15 @@ class VAETrainer:
         self.config = config
         self.out = Path(config.out_dir)
         torch.manual_seed(config.seed)
-        self.vae = CausalVAE(PRESETS[config.preset])
+        if config.init_from is not None:
+            self.vae = CausalVAE.from_pretrained(config.init_from)
+            if self.vae.config != PRESETS[config.preset]:
+                raise ValueError(
+                    f"init_from {config.init_from!r} is not a {config.preset!r} VAE; "
+                    f"set preset to match its config.json"
+                )
+        else:
+            self.vae = CausalVAE(PRESETS[config.preset])
         self.optimizer = torch.optim.AdamW(
             self.vae.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay
         )
