@@ -1,0 +1,223 @@
+"""The sampler: ODE solvers, classifier-free guidance and condition masks. The model never loops.
+
+A model is any callable ``model_fn(x, t, text) -> v`` (:class:`VelocityModel`):
+
+- ``x``: tokens ``(..., N, D)``, feature axis last (e.g. ``(N, D)`` packed or ``(B, N, D)``);
+- ``t``: float32 timestep per token, shape ``x.shape[:-1]`` (0 on conditioning tokens);
+- ``text``: ``"cond"`` (the prompt) or ``"uncond"`` (empty or negative prompt). The text
+  embeddings live inside ``model_fn`` (see :func:`bind_text`), so the sampler never touches them.
+
+Time runs from t = 1 (noise) to t = 0 (data) along ``dx/dt = v`` (convention in :mod:`kinema.flow`).
+Modes are data, not code: a :class:`Condition` marks tokens that are given clean (image->video,
+extension, connection, looping), and SDEdit starts part-way down the schedule from a noised input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from itertools import pairwise
+from typing import Literal, Protocol, TypeVar
+
+import torch
+from torch import Tensor
+
+from kinema.flow import interpolate, shift_timesteps
+
+__all__ = [
+    "Condition",
+    "Solver",
+    "TextChoice",
+    "VelocityModel",
+    "bind_text",
+    "euler_step",
+    "guided_velocity",
+    "heun_step",
+    "sample",
+    "timestep_schedule",
+]
+
+TextChoice = Literal["cond", "uncond"]
+E = TypeVar("E")
+
+
+class VelocityModel(Protocol):
+    """``model_fn(x (..., N, D), t (..., N) float32, text) -> v (..., N, D)``."""
+
+    def __call__(self, x: Tensor, t: Tensor, text: TextChoice) -> Tensor: ...
+
+
+VelocityFn = Callable[[Tensor, float], Tensor]  # (x, t) -> v, conditioning and guidance applied
+StepCallback = Callable[[int, float, Tensor], None]  # (step index, time x now sits at, x)
+
+
+class Solver(Enum):
+    EULER = "euler"  # first order, one model evaluation per step
+    HEUN = "heun"  # second order, two evaluations per step (one on the last step to t = 0)
+
+
+@dataclass
+class Condition:
+    """Clean tokens given to the sampler: where ``mask`` is True, x stays equal to ``latents``.
+
+    latents: same shape as the sampled ``x`` ``(..., N, D)`` (values off the mask are ignored);
+    mask: bool broadcastable to ``x.shape[:-1]`` (one flag per token, e.g. ``positions[:, 0] < k``
+    for the first k latent frames).
+    """
+
+    latents: Tensor
+    mask: Tensor
+
+    def __post_init__(self) -> None:
+        if self.mask.dtype != torch.bool:
+            raise ValueError(f"Condition.mask must be bool, got {self.mask.dtype}")
+
+
+def bind_text(model: Callable[[Tensor, Tensor, E], Tensor], cond: E, uncond: E) -> VelocityModel:
+    """Turn ``model(x, t, text_embedding)`` into a :class:`VelocityModel`; ``uncond`` may be a
+    negative prompt's embedding."""
+    texts = {"cond": cond, "uncond": uncond}
+
+    def model_fn(x: Tensor, t: Tensor, text: TextChoice) -> Tensor:
+        return model(x, t, texts[text])
+
+    return model_fn
+
+
+def timestep_schedule(steps: int, shift: float = 1.0) -> Tensor:
+    """Times from 1 to 0 for ``steps`` steps, shifted toward noise: float64 ``(steps + 1,)``."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
+
+
+def euler_step(x: Tensor, v: Tensor, t: float, t_next: float) -> Tensor:
+    """One Euler step of ``dx/dt = v`` from t to t_next (t_next < t when sampling)."""
+    return x + (t_next - t) * v
+
+
+def heun_step(velocity_fn: VelocityFn, x: Tensor, t: float, t_next: float) -> Tensor:
+    """Heun (trapezoid) step; falls back to Euler on the final step to t = 0 (one evaluation)."""
+    v = velocity_fn(x, t)
+    x_euler = euler_step(x, v, t, t_next)
+    if t_next == 0:
+        return x_euler
+    v_next = velocity_fn(x_euler, t_next)
+    return euler_step(x, 0.5 * (v + v_next), t, t_next)
+
+
+def guided_velocity(
+    model_fn: VelocityModel, x: Tensor, t_tokens: Tensor, guidance_scale: float
+) -> Tensor:
+    """Classifier-free guidance ``v_u + g (v_c - v_u)``; one model call when ``g == 1``."""
+    v_cond = model_fn(x, t_tokens, "cond")
+    if v_cond.shape != x.shape:
+        raise ValueError(f"model returned {tuple(v_cond.shape)}, expected x's {tuple(x.shape)}")
+    if guidance_scale == 1.0:
+        return v_cond
+    v_uncond = model_fn(x, t_tokens, "uncond")
+    return v_uncond + guidance_scale * (v_cond - v_uncond)
+
+
+def _velocity_fn(
+    model_fn: VelocityModel, guidance_scale: float, condition: Condition | None, like: Tensor
+) -> VelocityFn:
+    """(x, t) -> v with per-token times (0 on conditioned tokens) and zero velocity there."""
+    token_shape = like.shape[:-1]
+    given = torch.zeros(token_shape, dtype=torch.bool, device=like.device)  # (..., N)
+    if condition is not None:
+        given = torch.broadcast_to(condition.mask.to(like.device), token_shape)  # (..., N)
+
+    def velocity(x: Tensor, t: float) -> Tensor:
+        t_tokens = torch.full(token_shape, t, dtype=torch.float32, device=x.device)  # (..., N)
+        t_tokens = t_tokens.masked_fill(given, 0.0)
+        v = guided_velocity(model_fn, x, t_tokens, guidance_scale)  # (..., N, D)
+        return v.masked_fill(given[..., None], 0.0)  # conditioned tokens never move
+
+    return velocity
+
+
+def _as_solver(value: Solver | str) -> Solver:
+    try:
+        return Solver(value)
+    except ValueError:
+        valid = [s.value for s in Solver]
+        raise ValueError(f"unknown solver {value!r}; valid solvers are {valid}") from None
+
+
+def _check_condition(condition: Condition, x: Tensor) -> None:
+    if condition.latents.shape != x.shape:
+        shapes = f"{tuple(condition.latents.shape)} vs {tuple(x.shape)}"
+        raise ValueError(f"Condition.latents must have the sampled shape, got {shapes}")
+    try:
+        torch.broadcast_shapes(condition.mask.shape, x.shape[:-1])
+    except RuntimeError:
+        shapes = f"{tuple(condition.mask.shape)} to tokens {tuple(x.shape[:-1])}"
+        raise ValueError(f"Condition.mask does not broadcast: {shapes}") from None
+
+
+def _start(
+    noise: Tensor | Sequence[int],
+    generator: torch.Generator | None,
+    x_init: Tensor | None,
+    strength: float | None,
+) -> tuple[Tensor, float]:
+    """Start state and time: pure noise at t = 1, or SDEdit's noised x_init at t = strength."""
+    if isinstance(noise, Tensor):
+        if generator is not None:
+            raise ValueError("pass either a noise tensor or a generator (with a shape), not both")
+    else:
+        device = generator.device if generator is not None else None
+        noise = torch.randn(tuple(noise), generator=generator, device=device)
+    if strength is None:
+        if x_init is not None:
+            raise ValueError(
+                "x_init is only used with sde_edit_strength; pass a strength in [0, 1]"
+            )
+        return noise, 1.0
+    if x_init is None:
+        raise ValueError("sde_edit_strength needs x_init (the latents to edit), got None")
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"sde_edit_strength must be in [0, 1], got {strength}")
+    if x_init.shape != noise.shape:
+        raise ValueError(f"x_init {tuple(x_init.shape)} and noise {tuple(noise.shape)} differ")
+    return interpolate(x_init, noise.to(x_init), strength), strength
+
+
+def sample(
+    model_fn: VelocityModel,
+    noise: Tensor | Sequence[int],
+    steps: int,
+    shift: float = 1.0,
+    solver: Solver | str = Solver.EULER,
+    guidance_scale: float = 1.0,
+    condition: Condition | None = None,
+    sde_edit_strength: float | None = None,
+    x_init: Tensor | None = None,
+    callback: StepCallback | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Integrate ``dx/dt = v`` from noise (t = 1) to data (t = 0); returns x at t = 0.
+
+    noise: the starting noise ``(..., N, D)``, or its shape to draw with ``generator``.
+    sde_edit_strength: SDEdit; start at ``interpolate(x_init, noise, s)`` and run only the part of
+    the ``steps``-step schedule below ``s`` (s = 0 returns x_init, s = 1 is plain sampling).
+    callback(i, t, x) runs after step i with x at time t. Deterministic given noise or generator.
+    """
+    solver = _as_solver(solver)
+    x, t_start = _start(noise, generator, x_init, sde_edit_strength)
+    if condition is not None:
+        _check_condition(condition, x)
+        x = torch.where(condition.mask[..., None], condition.latents.to(x), x)  # (..., N, D)
+    velocity = _velocity_fn(model_fn, guidance_scale, condition, x)
+    schedule = timestep_schedule(steps, shift)
+    times = [t_start] + [t for t in schedule.tolist() if t < t_start]  # t_start ... 0
+    for i, (t, t_next) in enumerate(pairwise(times)):
+        if solver is Solver.HEUN:
+            x = heun_step(velocity, x, t, t_next)
+        else:
+            x = euler_step(x, velocity(x, t), t, t_next)
+        if callback is not None:
+            callback(i, t_next, x)
+    return x
