@@ -44,14 +44,17 @@ def frame_chunks(num_frames: int, chunk: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def measure(vae: CausalVAE, op: str, mode: str, num_frames: int, size: int, chunk: int) -> dict:
+def measure(
+    vae: CausalVAE, op: str, mode: str, num_frames: int, size: int, chunk: int, bf16: bool
+) -> dict:
     """Run one measurement in this process; returns seconds and peak RSS growth (MiB)."""
     cfg = vae.config
     latent_frames = cfg.num_latent_frames(num_frames)
     h = size // cfg.space_compression
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    with torch.no_grad():
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    with torch.no_grad(), autocast:
         if op == "encode" and mode == "stream":
             chunks = (synthetic_frames(a, b, size) for a, b in frame_chunks(num_frames, chunk))
             moments = [m for m in vae.stream_moments(chunks)]
@@ -82,7 +85,8 @@ def measure(vae: CausalVAE, op: str, mode: str, num_frames: int, size: int, chun
 def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     vae = load(args)
-    print(json.dumps(measure(vae, args.op, args.mode, args.frames, args.size, args.chunk)))
+    row = measure(vae, args.op, args.mode, args.frames, args.size, args.chunk, args.bf16)
+    print(json.dumps(row))
 
 
 def load(args: argparse.Namespace) -> CausalVAE:
@@ -101,6 +105,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--chunk", type=int, default=8, help="frames per streamed chunk")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default fp32)")
     parser.add_argument("--json", default="benchmarks/results/vae_memory.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--op", default="encode", help=argparse.SUPPRESS)
@@ -137,6 +142,7 @@ def main() -> None:
                     args.preset,
                 ]
                 command += ["--model", args.model] if args.model else []
+                command += ["--bf16"] if args.bf16 else []
                 out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 row = {"frames": frames, "op": op, "mode": mode, **json.loads(out.splitlines()[-1])}
                 rows.append(row)
@@ -165,7 +171,7 @@ def main() -> None:
         "size": f"{args.size}x{args.size}",
         "chunk_frames": args.chunk,
         "threads": args.threads,
-        "dtype": "float32",
+        "dtype": "bfloat16 autocast" if args.bf16 else "float32",
         "rows": rows,
         "stream_peak_growth": {"from": ref, "to": lengths[-1], **growth},
         "cpu": platform.processor() or platform.machine(),

@@ -187,6 +187,9 @@ class VAEOutput:
     latents: Tensor  # (B, C, t, h, w) raw latents that were decoded (sample or mean)
 
 
+INITIAL_LOGVAR = -6.0
+
+
 class Encoder(nn.Module):
     """Video (B, 3, T, H, W) -> posterior moments (B, 2C, t, h, w): mean and logvar stacked."""
 
@@ -206,6 +209,9 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = RMSNorm3d(c)
         self.conv_out = CausalConv3d(c, 2 * cfg.latent_channels, 3)
+        # Start with a small posterior variance (std ≈ 0.05): with log-variance 0 the decoder would
+        # see z = mean + ε, mostly noise, and the tiny KL weight moves that bias only slowly.
+        nn.init.constant_(self.conv_out.conv.bias[cfg.latent_channels :], INITIAL_LOGVAR)
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         # x: (B, 3, T, H, W)
