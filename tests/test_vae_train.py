@@ -146,3 +146,36 @@ def test_init_from_a_saved_vae(tmp_path):
     wrong = tiny_config(tmp_path / "c", preset="tiny", init_from=str(exported))
     with pytest.raises(ValueError, match="is not a 'tiny' VAE"):
         VAETrainer(wrong, world_data(wrong))
+
+
+def test_vae_eval_command_reports_psnr_and_speed(tmp_path, capsys):
+    from kinema.cli import main
+    from kinema.world.dataset import make_world, read_manifest
+
+    config = tiny_config(tmp_path, steps=1)
+    exported = VAETrainer(config, world_data(config)).run(progress=False)
+    clip = read_manifest(make_world(tmp_path / "w", n=1, seed=3, progress=False))[0]["path"]
+    out = tmp_path / "eval.json"
+    code = main(
+        [
+            "vae",
+            "eval",
+            "--model",
+            str(exported),
+            "--short-side",
+            "32",
+            "--max-frames",
+            "9",
+            "--json",
+            str(out),
+            clip,
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    video = report["videos"][0]
+    assert video["frames"] == 9 and (video["height"], video["width"]) == (32, 32)
+    assert 0 < video["psnr"] < 100 and -1 <= video["ssim"] <= 1
+    assert video["encode_fps"] > 0 and report["mean"]["psnr"] == video["psnr"]
+    assert "mean" in capsys.readouterr().out
+    assert main(["vae", "eval", "--model", str(exported), "--json", str(out)]) == 2
