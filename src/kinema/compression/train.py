@@ -1,4 +1,4 @@
-"""Train the video VAE: L1 + SSIM reconstruction, a small KL, and an optional patch-GAN stage.
+"""Train the video VAE: MSE + L1 + SSIM reconstruction, a small KL, and an optional patch-GAN.
 
     kinema vae train --preset small --out runs/vae --steps 3000 [--set key=value ...]
 
@@ -51,7 +51,9 @@ class VAETrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     kl_weight: float = 1e-6
-    ssim_weight: float = 0.2
+    mse_weight: float = 1.0
+    l1_weight: float = 0.0  # L1 slows learning of small objects a lot (see losses.py)
+    ssim_weight: float = 0.05
     gan_weight: float = 0.0  # 0 disables the patch-GAN stage
     gan_start: int = 2000  # step at which the discriminator starts to count
     sizes: tuple[tuple[int, int], ...] = ((64, 64), (64, 96), (96, 64), (128, 128))  # (H, W)
@@ -178,7 +180,9 @@ class VAETrainer:
                 noise = torch.Generator().manual_seed(int(rng.integers(2**62)))  # step-seeded
                 z = mean + torch.randn(mean.shape, generator=noise) * (0.5 * logvar).exp()
                 recon = self.vae.decode_raw(z).float()
-            rec, parts = reconstruction_loss(recon, clip, config.ssim_weight)
+            rec, parts = reconstruction_loss(
+                recon, clip, config.mse_weight, config.l1_weight, config.ssim_weight
+            )
             kl = kl_divergence(mean, logvar)
             loss = rec + config.kl_weight * kl
             if use_gan:
