@@ -160,6 +160,15 @@ PRESETS: dict[str, VAEConfig] = {
         num_res_blocks=1,
         temporal_downsample=(False, True, True),
     ),
+    # 4x time, 4x4 space, 16 latent channels (12x fewer numbers): the shipped default model's
+    # VAE: 2.3M parameters, keeps small objects of 64x64 clips sharp on a CPU training budget
+    "tiny-s4": VAEConfig(
+        latent_channels=16,
+        base_channels=16,
+        channel_multipliers=(1, 2, 4),
+        num_res_blocks=1,
+        temporal_downsample=(True, True),
+    ),
     # default compression: 4x time, 8x8 space, 16 latent channels
     "small": VAEConfig(
         latent_channels=16,

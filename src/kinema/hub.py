@@ -1,0 +1,288 @@
+"""Model folders: a VAE, a DiT and what a pipeline needs to run them, with integrity checks.
+
+A Kinema model folder (``models/default`` is the shipped one)::
+
+    model_index.json        format, version, patch size, text encoder, generation defaults,
+                            limits, and the SHA-256 of every weights file
+    vae/config.json         CausalVAE.save_pretrained
+    vae/model.safetensors
+    transformer/config.json
+    transformer/model.safetensors
+    README.md               the model card (optional)
+
+`save_model` writes the whole folder into a temporary directory and renames it into place, so a
+half-written model folder never exists; it refuses non-finite weights. `load_model` checks every
+hash in ``model_index.json`` before it reads a tensor (safetensors only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from kinema.compression.vae import CausalVAE
+from kinema.transformer import DiT, DiTConfig
+from kinema.transformer.layers import AttentionBackend
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "INDEX_NAME",
+    "GenerationDefaults",
+    "LoadedModel",
+    "ModelIndex",
+    "ModelIntegrityError",
+    "ModelLimits",
+    "load_dit",
+    "load_model",
+    "save_dit",
+    "save_model",
+]
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "default"
+INDEX_NAME = "model_index.json"
+FORMAT = "kinema.pipeline"
+FORMAT_VERSION = 1
+DIT_KIND = "kinema.DiT"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelIntegrityError(ValueError):
+    """A model folder's files do not match the hashes in its model_index.json."""
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """What `kinema generate PROMPT` makes when nothing else is asked for."""
+
+    width: int = 64
+    height: int = 64
+    num_frames: int = 33
+    fps: int = 8
+    num_inference_steps: int = 20
+    guidance_scale: float = 4.0
+    shift: float | None = None  # sampling timestep shift; None: the token-count shift of training
+    negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """Sizes the model accepts (pixels); width and height must also be multiples of the VAE's
+    spatial compression times the patch size."""
+
+    min_size: int = 32
+    max_size: int = 256
+    max_frames: int = 129  # per generated window (`long` mode chains windows)
+
+
+@dataclass(frozen=True)
+class ModelIndex:
+    patch: tuple[int, int, int] = (1, 2, 2)  # DiT patch (t, h, w) in latent units
+    text_encoder: str = "minilm"  # a spec `kinema.text.load_text_encoder` accepts
+    text_max_length: int = 64
+    defaults: GenerationDefaults = field(default_factory=GenerationDefaults)
+    limits: ModelLimits = field(default_factory=ModelLimits)
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> SHA-256 (on save)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form: training run, figures
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["patch"] = list(self.patch)
+        return {"format": FORMAT, "version": FORMAT_VERSION, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelIndex:
+        if d.get("format") != FORMAT:
+            raise ValueError(f"format is {d.get('format')!r}, expected {FORMAT!r}")
+        if d.get("version") != FORMAT_VERSION:
+            raise ValueError(f"version is {d.get('version')!r}, this Kinema reads {FORMAT_VERSION}")
+        return cls(
+            patch=tuple(int(p) for p in d["patch"]),
+            text_encoder=str(d["text_encoder"]),
+            text_max_length=int(d.get("text_max_length", 64)),
+            defaults=GenerationDefaults(**d.get("defaults", {})),
+            limits=ModelLimits(**d.get("limits", {})),
+            files=dict(d.get("files", {})),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+@dataclass
+class LoadedModel:
+    vae: CausalVAE
+    dit: DiT
+    index: ModelIndex
+    directory: Path
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _finite_tensors(module: torch.nn.Module, dtype: torch.dtype | None, what: str) -> dict:
+    tensors = {}
+    for k, v in module.state_dict().items():
+        v = v.detach().cpu()
+        if v.is_floating_point():
+            if not v.isfinite().all():
+                raise ValueError(f"refusing to save {what}: non-finite values in {k!r}")
+            if dtype is not None:
+                v = v.to(dtype)
+        tensors[k] = v.contiguous()
+    return tensors
+
+
+def _dit_config_dict(config: DiTConfig) -> dict[str, Any]:
+    d = dataclasses.asdict(config)
+    d["attention_backend"] = AttentionBackend(config.attention_backend).value
+    if d["rope_axes_dims"] is not None:
+        d["rope_axes_dims"] = list(d["rope_axes_dims"])
+    return d
+
+
+def save_dit(dit: DiT, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` for a DiT into ``directory`` (not atomic on
+    its own: `save_model` writes whole folders atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = _finite_tensors(dit, dtype, str(directory))
+    meta = {"kind": DIT_KIND, "version": 1, "config": _dit_config_dict(dit.config)}
+    (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+    save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    return directory
+
+
+def load_dit(directory: str | Path, device: torch.device | str = "cpu") -> DiT:
+    """Load a DiT written by `save_dit` (weights are cast to float32)."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"DiT checkpoint file not found: {path}")
+    try:
+        meta = json.loads(config_path.read_text())
+        if meta.get("kind") != DIT_KIND:
+            raise ValueError(f"kind is {meta.get('kind')!r}, expected {DIT_KIND!r}")
+        cfg = dict(meta["config"])
+        if cfg.get("rope_axes_dims") is not None:
+            cfg["rope_axes_dims"] = tuple(cfg["rope_axes_dims"])
+        config = DiTConfig(**cfg)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"invalid DiT config {config_path}: {e}") from e
+    try:
+        tensors = load_file(str(weights_path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"corrupt or unreadable safetensors file {weights_path}: {e}") from e
+    model = DiT(config).to(device)
+    try:
+        model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{weights_path} does not match {config_path}: {e}") from e
+    return model.eval()
+
+
+def save_model(
+    directory: str | Path,
+    vae: CausalVAE,
+    dit: DiT,
+    index: ModelIndex,
+    dit_dtype: torch.dtype | None = None,
+    model_card: str | None = None,
+) -> Path:
+    """Write a whole model folder atomically; returns its path. ``dit_dtype=torch.bfloat16``
+    halves the transformer's size on disk (it is loaded back as float32)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    try:
+        vae.save_pretrained(tmp / "vae")
+        save_dit(dit, tmp / "transformer", dtype=dit_dtype)
+        files = {}
+        for sub in ("vae", "transformer"):
+            for name in (CONFIG_NAME, WEIGHTS_NAME):
+                files[f"{sub}/{name}"] = sha256_file(tmp / sub / name)
+        index = dataclasses.replace(index, files=files)
+        (tmp / INDEX_NAME).write_text(json.dumps(index.to_dict(), indent=2) + "\n")
+        if model_card is not None:
+            (tmp / "README.md").write_text(model_card)
+        old = None
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            os.replace(directory, old / directory.name)
+        os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def read_index(directory: str | Path) -> ModelIndex:
+    path = Path(directory) / INDEX_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a Kinema model folder: {INDEX_NAME} not found "
+            f"(a model folder is written by kinema.hub.save_model or `kinema train` export)"
+        )
+    try:
+        return ModelIndex.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"invalid {path}: {e}") from e
+
+
+def verify_model(directory: str | Path, index: ModelIndex | None = None) -> None:
+    """Raise ModelIntegrityError unless every file listed in the index has its SHA-256."""
+    directory = Path(directory)
+    index = index or read_index(directory)
+    if not index.files:
+        raise ModelIntegrityError(f"{directory / INDEX_NAME} lists no file hashes")
+    for rel, expected in index.files.items():
+        path = directory / rel
+        if not path.is_file():
+            raise ModelIntegrityError(f"{path} is missing (listed in {INDEX_NAME})")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ModelIntegrityError(
+                f"{path} has SHA-256 {actual}, but {INDEX_NAME} says {expected}: the file is "
+                f"corrupt or was changed; restore it (git checkout) or re-export the model"
+            )
+
+
+def load_model(
+    directory: str | Path | None = None, device: torch.device | str = "cpu", verify: bool = True
+) -> LoadedModel:
+    """Load a model folder (default: the shipped ``models/default``), hash-checked."""
+    if directory is None:
+        directory = DEFAULT_MODEL_DIR
+        if not (directory / INDEX_NAME).is_file():
+            raise FileNotFoundError(
+                f"no model given and the shipped default model is not at {directory}; "
+                f"pass a model folder (--model DIR)"
+            )
+    directory = Path(directory)
+    index = read_index(directory)
+    if verify:
+        verify_model(directory, index)
+    vae = CausalVAE.from_pretrained(directory / "vae", device=device)
+    dit = load_dit(directory / "transformer", device=device)
+    return LoadedModel(vae=vae, dit=dit, index=index, directory=directory)
