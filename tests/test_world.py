@@ -59,7 +59,7 @@ from kinema.world.spec import (
     Speed,
     Tone,
 )
-from kinema.world.suite import load_suite
+from kinema.world.suite import HELDOUT_PAIRS, build_heldout_suite, has_heldout_pair, load_suite
 
 SIZES = [(64, 64), (96, 64), (64, 96), (48, 80)]
 REQUIRED_FIELDS = ("path", "prompt", "caption", "spec", "width", "height", "frames", "fps")
@@ -801,3 +801,38 @@ def test_suite_specs_are_valid_scenes():
     """The committed specs are frozen, so a vocabulary or physics change can silently break them."""
     bad = [e["id"] for e in load_suite() if not is_valid(SceneSpec.from_dict(e["spec"]))]
     assert not bad, f"{len(bad)} suite specs are no longer valid scenes, e.g. {bad[:5]}"
+
+
+# --- held-out attribute pairs ---------------------------------------------------------------------
+
+
+def test_exclude_pairs_never_sampled():
+    seen = Counter()
+    for k in range(150):
+        spec = sample_scene(np.random.default_rng([7, k]), 64, 64, exclude_pairs=HELDOUT_PAIRS)
+        assert not has_heldout_pair(spec)
+        seen.update((o.color, o.shape) for o in spec.objects)
+    # every other pair still occurs: only the held-out combinations are missing
+    assert len(seen) >= 8 * 3 - len(HELDOUT_PAIRS) - 2
+
+
+def test_unexcluded_sampling_draws_heldout_pairs():
+    specs = [sample_scene(np.random.default_rng([7, k]), 64, 64) for k in range(150)]
+    assert any(has_heldout_pair(s) for s in specs)
+
+
+def test_clip_record_exclude_heldout():
+    for i in range(40):
+        spec, record = clip_record(ClipRequest(i, 3, 64, 64, 9, 8.0, exclude_heldout=True))
+        assert not has_heldout_pair(spec)
+        assert record["spec"] == spec.to_dict()
+
+
+def test_heldout_suite_is_committed_and_holds_pairs():
+    entries = load_suite("heldout")
+    assert entries == json.loads(json.dumps(build_heldout_suite()))
+    assert len(entries) == 60
+    assert all(has_heldout_pair(SceneSpec.from_dict(e["spec"])) for e in entries)
+    assert {(e["width"], e["height"]) for e in entries} == {(64, 64), (96, 64), (64, 96)}
+    with pytest.raises(ValueError, match="unknown suite"):
+        load_suite("nope")

@@ -92,8 +92,16 @@ def _add_world(commands) -> None:
     p.add_argument("--frames", type=int, default=33, help="frames per clip (default 33)")
     p.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p = _command(world, "suite", "regenerate WorldBench's public prompt suite", run_world_suite)
+    p.add_argument(
+        "--exclude-heldout",
+        action="store_true",
+        help="leave out WorldBench's held-out (color, shape) pairs (for training sets)",
+    )
+    p = _command(world, "suite", "regenerate WorldBench's prompt suites", run_world_suite)
     p.add_argument("--out", required=True, help="path of the suite .jsonl to write")
+    p.add_argument(
+        "--heldout", action="store_true", help="the held-out suite (unseen attribute pairs)"
+    )
 
 
 def run_world_make(args: argparse.Namespace) -> int:
@@ -108,16 +116,23 @@ def run_world_make(args: argparse.Namespace) -> int:
         height = 64 if args.height is None else args.height
         sizes = [parse_size(f"{width}x{height}")]
     manifest = make_world(
-        args.out, args.n, args.seed, sizes, args.frames, args.fps, workers=args.workers
+        args.out,
+        args.n,
+        args.seed,
+        sizes,
+        args.frames,
+        args.fps,
+        workers=args.workers,
+        exclude_heldout=args.exclude_heldout,
     )
     print(manifest)
     return 0
 
 
 def run_world_suite(args: argparse.Namespace) -> int:
-    from kinema.world.suite import build_suite, write_suite
+    from kinema.world.suite import build_heldout_suite, build_suite, write_suite
 
-    entries = build_suite()
+    entries = build_heldout_suite() if args.heldout else build_suite()
     write_suite(args.out, entries)
     print(f"{len(entries)} prompts → {args.out}")
     return 0

@@ -25,6 +25,7 @@ from kinema.world.captions import detailed_caption, short_prompt
 from kinema.world.render import render_scene
 from kinema.world.sampler import sample_scene
 from kinema.world.spec import SceneSpec
+from kinema.world.suite import HELDOUT_PAIRS
 
 MANIFEST = "manifest.jsonl"
 
@@ -39,6 +40,7 @@ class ClipRequest:
     height: int
     num_frames: int
     fps: float
+    exclude_heldout: bool = False  # leave out WorldBench's held-out (color, shape) pairs
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -58,7 +60,10 @@ def parse_size(text: str) -> tuple[int, int]:
 def clip_record(request: ClipRequest) -> tuple[SceneSpec, dict[str, Any]]:
     """The spec and the manifest fields (less the path) of one clip; pure and deterministic."""
     rng = np.random.default_rng([request.seed, request.index])
-    spec = sample_scene(rng, request.width, request.height, request.num_frames, request.fps)
+    exclude = HELDOUT_PAIRS if request.exclude_heldout else ()
+    spec = sample_scene(
+        rng, request.width, request.height, request.num_frames, request.fps, exclude_pairs=exclude
+    )
     spec.extras.update(seed=request.seed, index=request.index)
     text_rng = np.random.default_rng([request.seed, request.index, 1])
     record = {
@@ -92,10 +97,12 @@ def make_world(
     fps: float = 8.0,
     workers: int | None = None,
     progress: bool = True,
+    exclude_heldout: bool = False,
 ) -> Path:
     """Render `n` clips into `out_dir` and write its manifest; returns the manifest's path.
 
     Clip `i` uses `sizes[i % len(sizes)]`. Paths in the manifest are relative to `out_dir`.
+    `exclude_heldout` leaves WorldBench's held-out (color, shape) pairs out of every scene.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -108,7 +115,8 @@ def make_world(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [
-        (ClipRequest(i, seed, *sizes[i % len(sizes)], num_frames, fps), str(out)) for i in range(n)
+        (ClipRequest(i, seed, *sizes[i % len(sizes)], num_frames, fps, exclude_heldout), str(out))
+        for i in range(n)
     ]
     workers = workers or min(os.cpu_count() or 1, 8)
     records = tqdm(

@@ -6,7 +6,7 @@ The same `numpy.random.Generator` state always gives the same spec.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
@@ -86,8 +86,13 @@ def sample_scene(
     fps: float = 8.0,
     scenario: Scenario | None = None,
     camera: Camera | None = None,
+    exclude_pairs: Collection[tuple[Color, Shape]] = (),
 ) -> SceneSpec:
-    """Draw a valid scene. `scenario`/`camera` fix those choices; otherwise they are drawn too."""
+    """Draw a valid scene. `scenario`/`camera` fix those choices; otherwise they are drawn too.
+
+    No object of the scene has a (color, shape) pair in `exclude_pairs`: training sets leave out
+    WorldBench's held-out combinations this way (`kinema.world.suite.HELDOUT_PAIRS`).
+    """
     view = (width / min(width, height), height / min(width, height))
     duration = (num_frames - 1) / fps
     for attempt in range(MAX_TRIES):
@@ -98,6 +103,8 @@ def sample_scene(
         try:
             objects = _SCENARIOS[scen](rng, stage)
         except _RetryError:
+            continue
+        if any((o.color, o.shape) in exclude_pairs for o in objects):
             continue
         spec = SceneSpec(
             objects=objects,

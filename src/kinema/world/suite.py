@@ -18,7 +18,16 @@ import numpy as np
 
 from kinema.world.captions import detailed_caption, short_prompt
 from kinema.world.sampler import Scenario, sample_scene
-from kinema.world.spec import Camera, SceneSpec
+from kinema.world.spec import Camera, Color, SceneSpec, Shape
+
+# (color, shape) pairs that training sets leave out (`kinema world make --exclude-heldout`); the
+# held-out suite (`heldout.jsonl`) asks only for scenes with at least one of them, so it measures
+# whether a model composes attributes it has seen only apart.
+HELDOUT_PAIRS: frozenset[tuple[Color, Shape]] = frozenset(
+    {(Color.YELLOW, Shape.SQUARE), (Color.CYAN, Shape.TRIANGLE)}
+)
+HELDOUT_SEED = 20261122
+HELDOUT_SIZE = 60
 
 SUITE_SIZES: tuple[tuple[int, int], ...] = ((64, 64), (96, 64), (64, 96))  # square, wide, tall
 SUITE_FRAMES = 33
@@ -43,29 +52,58 @@ def build_suite(seed: int = SUITE_SEED) -> list[dict[str, Any]]:
         except RuntimeError:
             continue
         spec.extras.update(suite_index=k, draw=draw)
-        entries.append(
-            {
-                "id": f"wb-{k:04d}",
-                "prompt": short_prompt(spec, rng),
-                "caption": detailed_caption(spec, rng),
-                "seed": int(rng.integers(0, 2**31 - 1)),  # the seed a model generates with
-                "spec": spec.to_dict(),
-                "width": width,
-                "height": height,
-                "frames": SUITE_FRAMES,
-                "fps": SUITE_FPS,
-            }
-        )
+        entries.append(_entry(f"wb-{k:04d}", spec, rng))
     return entries
+
+
+def has_heldout_pair(spec: SceneSpec) -> bool:
+    return any((o.color, o.shape) in HELDOUT_PAIRS for o in spec.objects)
+
+
+def build_heldout_suite(seed: int = HELDOUT_SEED, n: int = HELDOUT_SIZE) -> list[dict[str, Any]]:
+    """`n` prompts whose scenes hold at least one of HELDOUT_PAIRS, cycling through the suite's
+    sizes and every scenario; the rest (camera, motion, background) is drawn as in training."""
+    entries: list[dict[str, Any]] = []
+    cells = list(product(SUITE_SIZES, Scenario))
+    k = 0
+    while len(entries) < n:
+        (width, height), scenario = cells[len(entries) % len(cells)]
+        rng = np.random.default_rng([seed, k])
+        k += 1
+        try:
+            spec = sample_scene(rng, width, height, SUITE_FRAMES, SUITE_FPS, scenario=scenario)
+        except RuntimeError:
+            continue
+        if not has_heldout_pair(spec):
+            continue
+        spec.extras.update(heldout_index=k - 1)
+        entries.append(_entry(f"wh-{len(entries):04d}", spec, rng))
+    return entries
+
+
+def _entry(entry_id: str, spec: SceneSpec, rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "id": entry_id,
+        "prompt": short_prompt(spec, rng),
+        "caption": detailed_caption(spec, rng),
+        "seed": int(rng.integers(0, 2**31 - 1)),  # the seed a model generates with
+        "spec": spec.to_dict(),
+        "width": spec.width,
+        "height": spec.height,
+        "frames": spec.num_frames,
+        "fps": spec.fps,
+    }
 
 
 def write_suite(path: str | Path, entries: list[dict[str, Any]]) -> None:
     Path(path).write_text("".join(json.dumps(e) + "\n" for e in entries))
 
 
-def load_suite() -> list[dict[str, Any]]:
-    """The committed public prompt suite."""
-    text = resources.files("kinema.world").joinpath("suite.jsonl").read_text()
+def load_suite(name: str = "suite") -> list[dict[str, Any]]:
+    """A committed prompt suite: "suite" (the public one) or "heldout" (unseen combinations)."""
+    if name not in ("suite", "heldout"):
+        raise ValueError(f"unknown suite {name!r}; valid: 'suite', 'heldout'")
+    text = resources.files("kinema.world").joinpath(f"{name}.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
