@@ -5,6 +5,8 @@ kinema world make --n N --out DIR make a data set of world clips with a manifest
 kinema world suite --out PATH     regenerate WorldBench's public prompt suite
 kinema bench world --manifest M   score videos against their specs with WorldBench
 kinema video info PATH            probe a video file
+kinema expand "PROMPT"            expand a short prompt into a detailed caption
+kinema caption M --out M2         re-caption a manifest's clips with a vision-language endpoint
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(commands)
     _add_video(commands)
     _add_vae(commands)
+    _add_expand(commands)
+    _add_caption(commands)
     return parser
 
 
@@ -280,6 +284,94 @@ def run_vae_eval(args: argparse.Namespace) -> int:
     )
     print(f"report: {args.json_out}")
     return 0
+
+
+# --- expand, caption (kinema.language) ---------------------------------------------------------
+
+
+def _add_llm_flags(p, prefix: str) -> None:
+    env = f"KINEMA_{prefix.upper()}"
+    p.add_argument(f"--{prefix}-url", default=None, help=f"API base URL (${env}_URL)")
+    p.add_argument(f"--{prefix}-model", default=None, help=f"model name (${env}_MODEL)")
+    p.add_argument(f"--{prefix}-api-key", default=None, help=f"API key (${env}_API_KEY)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per request (60)")
+    p.add_argument("--retries", type=int, default=None, help="retries per request (2)")
+
+
+def _add_expand(commands) -> None:
+    p = _command(commands, "expand", "expand a short prompt into a detailed caption", run_expand)
+    p.add_argument("prompt")
+    p.add_argument("--backend", default="world", choices=["world", "llm", "none"])
+    p.add_argument("--seed", type=int, default=None, help="fill-in choices (world), LLM seed")
+    p.add_argument("--json", action="store_true", help="print the expansion as JSON")
+    _add_llm_flags(p, "llm")
+
+
+def run_expand(args: argparse.Namespace) -> int:
+    from kinema.language.expand import load_expander
+
+    expander = load_expander(
+        args.backend,
+        url=args.llm_url,
+        model=args.llm_model,
+        api_key=args.llm_api_key,
+        timeout=args.timeout,
+        retries=args.retries,
+    )
+    expansion = expander.expand(args.prompt, seed=args.seed)
+    for warning in expansion.warnings:
+        print(f"kinema: warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({**expansion.__dict__, "backend": expansion.backend.value}))
+    else:
+        print(expansion.prompt)
+    return 0
+
+
+def _add_caption(commands) -> None:
+    p = _command(commands, "caption", "re-caption a manifest's clips (resumable)", run_caption)
+    p.add_argument("manifest", help="manifest.jsonl whose records have a path")
+    p.add_argument("--out", required=True, help="output manifest (appended to; reruns resume)")
+    p.add_argument("--keyframes", type=int, default=4, help="frames sent per clip (default 4)")
+    p.add_argument("--max-side", type=int, default=384, help="keyframe longer side (384)")
+    p.add_argument("--workers", type=int, default=4, help="requests in flight (default 4)")
+    p.add_argument("--rpm", type=float, default=None, help="requests per minute (no limit)")
+    p.add_argument("--field", default="caption", help="record field to write (caption)")
+    p.add_argument("--limit", type=int, default=None, help="caption at most N clips this run")
+    _add_llm_flags(p, "vlm")
+
+
+def run_caption(args: argparse.Namespace) -> int:
+    from kinema.language.caption import CaptionJob, recaption_manifest
+    from kinema.language.openai_client import ChatClient, EndpointConfig
+
+    config = EndpointConfig.from_env(
+        "KINEMA_VLM",
+        url=args.vlm_url,
+        model=args.vlm_model,
+        api_key=args.vlm_api_key,
+        timeout=args.timeout,
+        retries=args.retries,
+    )
+    job = CaptionJob(
+        Path(args.manifest),
+        Path(args.out),
+        keyframes=args.keyframes,
+        max_side=args.max_side,
+        workers=args.workers,
+        requests_per_minute=args.rpm,
+        field=args.field,
+        limit=args.limit,
+    )
+    report = recaption_manifest(job, ChatClient(config))
+    print(
+        f"{report.captioned} captioned, {report.already_done} already done, "
+        f"{len(report.failed)} failed of {report.total} clips in {report.seconds:.1f} s"
+        f" -> {job.out}"
+    )
+    for path, error in report.failed:
+        print(f"  failed: {path}: {error}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 if __name__ == "__main__":
