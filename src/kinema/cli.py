@@ -5,6 +5,8 @@ kinema world make --n N --out DIR make a data set of world clips with a manifest
 kinema world suite --out PATH     regenerate WorldBench's public prompt suite
 kinema bench world --manifest M   score videos against their specs with WorldBench
 kinema video info PATH            probe a video file
+kinema data scan DIR --out M      probe videos/images (+ NAME.txt captions) into a manifest
+kinema cache M --vae V --out C    precompute latents and text tokens for training
 kinema expand "PROMPT"            expand a short prompt into a detailed caption
 kinema caption M --out M2         re-caption a manifest's clips with a vision-language endpoint
 """
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vae(commands)
     _add_expand(commands)
     _add_caption(commands)
+    _add_data(commands)
+    _add_cache(commands)
     return parser
 
 
@@ -372,6 +376,85 @@ def run_caption(args: argparse.Namespace) -> int:
     for path, error in report.failed:
         print(f"  failed: {path}: {error}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def _add_data(commands) -> None:
+    data = commands.add_parser("data", help="training data manifests").add_subparsers(
+        title="data commands", metavar="COMMAND"
+    )
+    p = _command(data, "scan", "probe a folder of videos/images into a manifest", run_data_scan)
+    p.add_argument("folder", help="folder of videos and images (NAME.txt beside = its caption)")
+    p.add_argument("--out", required=True, help="manifest.jsonl to write")
+    p.add_argument("--no-recursive", action="store_true", help="only the folder itself")
+
+
+def run_data_scan(args: argparse.Namespace) -> int:
+    from kinema.data.manifest import scan_folder
+
+    report = scan_folder(args.folder, args.out, recursive=not args.no_recursive)
+    print(report.summary())
+    return 0
+
+
+def _add_cache(commands) -> None:
+    p = _command(
+        commands, "cache", "precompute VAE latents and text tokens of a manifest", run_cache
+    )
+    p.add_argument("manifest", help="manifest.jsonl (from `kinema data scan` or `world make`)")
+    p.add_argument("--vae", required=True, help="VAE folder (or a model folder with vae/)")
+    p.add_argument("--out", required=True, help="cache folder (resumes when it exists)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--size", default=None, help="fixed WIDTHxHEIGHT (centre crop)")
+    size.add_argument(
+        "--pixel-budget", type=int, default=64 * 64, help="native aspect, w*h <= this (4096)"
+    )
+    p.add_argument("--frames", type=int, default=33, help="most frames per clip (default 33)")
+    p.add_argument("--patch", default="1x2x2", help="DiT patch TxHxW (default 1x2x2)")
+    p.add_argument("--shard-size", type=int, default=64, help="records per shard (default 64)")
+    p.add_argument("--text-encoder", default=None, help="'minilm' (default) or a local HF folder")
+    p.add_argument("--rank", type=int, default=None, help="this process (default: $RANK or 0)")
+    p.add_argument(
+        "--world-size", type=int, default=None, help="processes (default: $WORLD_SIZE or 1)"
+    )
+
+
+def _parse_patch(text: str) -> tuple[int, int, int]:
+    try:
+        pt, ph, pw = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise ValueError(f"patch {text!r} is not TxHxW, e.g. 1x2x2") from e
+    return pt, ph, pw
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    import os
+
+    from kinema.compression.evaluate import load_vae
+    from kinema.data.cache import CacheSettings, build_cache
+    from kinema.data.manifest import read_manifest
+    from kinema.text import load_text_encoder
+    from kinema.world.dataset import parse_size
+
+    rank = args.rank if args.rank is not None else int(os.environ.get("RANK", "0"))
+    world_size = args.world_size
+    if world_size is None:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    settings = CacheSettings(
+        size=None if args.size is None else parse_size(args.size),
+        pixel_budget=args.pixel_budget,
+        max_frames=args.frames,
+        patch=_parse_patch(args.patch),
+        shard_size=args.shard_size,
+    )
+    records = read_manifest(args.manifest)
+    vae = load_vae(args.vae).eval().requires_grad_(False)
+    encoder = load_text_encoder(args.text_encoder)
+    report = build_cache(records, vae, encoder, args.out, settings, rank, world_size)
+    print(report.summary())
+    return 0
 
 
 if __name__ == "__main__":
