@@ -5,6 +5,7 @@ kinema world make --n N --out DIR make a data set of world clips with a manifest
 kinema world suite --out PATH     regenerate WorldBench's public prompt suite
 kinema bench world --manifest M   score videos against their specs with WorldBench
 kinema video info PATH            probe a video file
+kinema train CONFIG.yaml          train the DiT or the VAE (also: train plot, train export)
 kinema data scan DIR --out M      probe videos/images (+ NAME.txt captions) into a manifest
 kinema cache M --vae V --out C    precompute latents and text tokens for training
 kinema expand "PROMPT"            expand a short prompt into a detailed caption
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(commands)
     _add_video(commands)
     _add_vae(commands)
+    _add_train(commands)
     _add_expand(commands)
     _add_caption(commands)
     _add_data(commands)
@@ -288,6 +290,28 @@ def run_vae_eval(args: argparse.Namespace) -> int:
     )
     print(f"report: {args.json_out}")
     return 0
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+def _add_train(commands) -> None:
+    p = _command(
+        commands,
+        "train",
+        "train from a YAML config (resumes from its out_dir); `train plot RUN`, `train export RUN`",
+        run_train,
+    )
+    p.add_argument("config", metavar="CONFIG.yaml|plot|export", help="a config, or a tool")
+    p.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="--set KEY=VALUE ... (or the tool's arguments)"
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from kinema.train.cli import main as train_main
+
+    return train_main([args.config, *args.rest])
 
 
 # --- expand, caption (kinema.language) ---------------------------------------------------------

@@ -1,0 +1,122 @@
+"""From a training run to videos and model folders: sample renders and `kinema train export`.
+
+`export_run(RUN_DIR, OUT)` takes the EMA weights of the run's latest checkpoint and the VAE its
+config names and writes a model folder with `kinema.hub.save_model` (hash-checked, loadable by
+`kinema.hub.load_model` and the pipeline). A finished run does this itself into ``OUT/model``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kinema.diffusion import generate_latents
+from kinema.hub import GenerationDefaults, ModelIndex, save_model
+from kinema.train.checkpoint import latest_checkpoint, read_checkpoint
+from kinema.train.config import TrainConfig, load_config
+from kinema.transformer import DiT
+from kinema.video import write_video
+
+__all__ = ["export_model", "export_run", "model_index", "render_prompts"]
+
+
+def model_index(config: TrainConfig, step: int) -> ModelIndex:
+    """The model_index.json of a run's export: patch, text encoder, the samples' defaults."""
+    s = config.samples
+    return ModelIndex(
+        patch=tuple(config.model.patch),
+        text_encoder=config.model.text_encoder,
+        text_max_length=config.model.text_max_length,
+        defaults=GenerationDefaults(
+            width=s.width,
+            height=s.height,
+            num_frames=s.num_frames,
+            fps=s.fps,
+            num_inference_steps=s.steps,
+            guidance_scale=s.guidance_scale,
+        ),
+        extra={
+            "training": {
+                "step": step,
+                "dit_preset": config.model.preset,
+                "dit_overrides": dict(config.model.overrides),
+                "out_dir": config.out_dir,
+                "seed": config.seed,
+                "weights": "ema",
+                "ema_decay": config.ema_decay,
+            }
+        },
+    )
+
+
+def export_model(
+    directory: str | Path, dit: DiT, vae: torch.nn.Module, config: TrainConfig, step: int
+) -> Path:
+    return save_model(directory, vae, dit, model_index(config, step))
+
+
+def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """EMA weights of `run_dir`'s latest checkpoint + its VAE -> a model folder (default
+    RUN_DIR/model)."""
+    from kinema.compression.vae import CausalVAE
+
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (checkpoints/latest)")
+    if config.model.vae is None:
+        raise ValueError(
+            f"{run_dir / 'config.yaml'} names no VAE (model.vae): a model folder needs one"
+        )
+    ckpt = read_checkpoint(path)
+    dit = DiT(config.model.dit_config())
+    dit.load_state_dict(ckpt.ema, strict=True)
+    vae = CausalVAE.from_pretrained(config.model.vae)
+    return export_model(out if out is not None else run_dir / "model", dit, vae, config, ckpt.step)
+
+
+def _encode_prompt(text_encoder: Any, prompt: str) -> torch.Tensor:
+    """(L, D) text tokens of one prompt (real tokens only, as the training data has them)."""
+    return text_encoder.encode([prompt]).sequences()[0]
+
+
+@torch.no_grad()
+def render_prompts(
+    dit: DiT, vae: torch.nn.Module, text_encoder: Any, config: TrainConfig, directory: Path
+) -> list[Path]:
+    """One .mp4 per `config.samples.prompts` entry (fixed noise per prompt) + prompts.json."""
+    s, patch = config.samples, tuple(config.model.patch)
+    shape = vae.config.latent_shape(s.num_frames, s.height, s.width)  # (C, t, h, w)
+    if any(n % p for n, p in zip(shape[1:], patch, strict=True)):
+        raise ValueError(
+            f"samples of {s.num_frames} frames at {s.width}x{s.height} give latents {shape[1:]}, "
+            f"not a multiple of the patch {patch}"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    device = next(dit.parameters()).device
+    paths = []
+    for i, prompt in enumerate(s.prompts):
+        text = _encode_prompt(text_encoder, prompt).to(device)
+        latents = generate_latents(
+            dit,
+            text,
+            text[:0],  # the unconditional: no text tokens, as in caption dropout
+            shape,
+            patch,
+            steps=s.steps,
+            guidance_scale=s.guidance_scale,
+            generator=torch.Generator().manual_seed(s.seed + i),
+        )
+        video = vae.decode(latents[None].to(device), num_frames=s.num_frames)  # (1, 3, T, H, W)
+        frames = ((video[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (3, T, H, W)
+        paths.append(
+            write_video(
+                directory / f"{i:02d}.mp4", frames.permute(1, 2, 3, 0).cpu().numpy(), fps=s.fps
+            )
+        )
+    (directory / "prompts.json").write_text(json.dumps(list(s.prompts), indent=2) + "\n")
+    return paths

@@ -1,0 +1,165 @@
+"""Training configs: YAML + --set overrides into typed dataclasses, unknown keys and bad types
+rejected with the key named, presets equal to the shipped YAML files, the VAE stage mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kinema.cli import main as kinema_main
+from kinema.train.config import (
+    ConfigError,
+    DataSource,
+    Stage,
+    Strategy,
+    TrainConfig,
+    get_preset,
+    load_config,
+    save_config,
+    vae_train_config,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_and_overrides_become_typed_dataclasses(tmp_path):
+    path = write(
+        tmp_path,
+        "preset: debug\nsteps: 7\noptim: {lr: 1e-4, betas: [0.8, 0.9]}\n"
+        "model: {overrides: {depth: 3}}\n",
+    )
+    config = load_config(
+        path,
+        [
+            "optim.warmup_steps=2",
+            "parallel.strategy=fsdp",
+            "model.overrides.hidden=32",
+            "samples.prompts=[a cat, a dog]",
+            "time_budget_s=1.5",
+        ],
+    )
+    assert isinstance(config, TrainConfig)
+    assert config.steps == 7 and config.optim.lr == 1e-4  # YAML reads 1e-4 as a string
+    assert config.optim.betas == (0.8, 0.9) and config.optim.warmup_steps == 2
+    assert config.optim.min_lr_ratio == get_preset("debug").optim.min_lr_ratio  # merged section
+    assert config.parallel.strategy is Strategy.FSDP
+    assert config.samples.prompts == ("a cat", "a dog")
+    assert config.time_budget_s == 1.5
+    dit = config.model.dit_config()
+    assert (dit.depth, dit.hidden, dit.heads) == (3, 32, 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("stepz: 3\n", [], r"unknown key 'stepz'; valid keys at the top level: .*steps"),
+        ("optim: {lrr: 1}\n", [], r"unknown key 'optim.lrr'; valid keys in optim: .*lr, "),
+        ("", ["data.synthetic.batchsize=2"], r"unknown key 'data.synthetic.batchsize'.*batch_size"),
+        ("", ["model.overrides.depht=2"], r"unknown key 'model.overrides.depht'.*depth"),
+        ("", ["steps.x=1"], r"steps is a value, not a section"),
+        ("", ["steps"], r"not KEY=VALUE"),
+        ("", ["vae.lr=0.1"], r"vae.lr is set by optim.lr"),
+    ],
+)
+def test_unknown_keys_name_the_key_and_the_valid_ones(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), overrides)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("steps=ten", r"steps: expected an integer, got 'ten'"),
+        ("steps=2.5", r"steps: expected an integer, got 2.5"),
+        ("optim.lr=fast", r"optim.lr: expected a number"),
+        ("parallel.bf16=1", r"parallel.bf16: expected true or false, got 1"),
+        (
+            "parallel.strategy=zero3",
+            r"parallel.strategy: expected one of \['none', 'ddp', 'fsdp'\]",
+        ),
+        ("optim.betas=[0.9]", r"optim.betas: expected a list of 2 values, got 1"),
+        ("model.patch=[1, 2, x]", r"model.patch\[2\]: expected an integer"),
+        ("optim=3", r"optim: expected a mapping of keys"),
+        ("model.overrides.hidden=30", r"hidden \(30\) must be divisible by heads"),
+        ("ema_decay=1.0", r"ema_decay must be in \[0, 1\)"),
+        ("model.preset=huge", r"unknown DiT preset 'huge'"),
+        ("data.options={manifest: m.jsonl}", r"data.options configures kinema.data"),
+    ],
+)
+def test_values_are_type_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override], preset="debug")
+
+
+def test_shipped_yaml_files_are_their_presets():
+    assert load_config(CONFIGS / "dit-debug.yaml") == get_preset("debug")
+    vae = load_config(CONFIGS / "vae-tiny.yaml")
+    assert vae == get_preset("vae-tiny") and vae.stage is Stage.VAE
+
+
+def test_world_tiny_yaml_checks_its_data_options_against_kinema_data():
+    pytest.importorskip("kinema.data")
+    config = load_config(CONFIGS / "dit-world-tiny.yaml")
+    assert config == get_preset("world-tiny")
+    assert config.data.source is DataSource.ONLINE
+    assert config.data.options["manifest"] == "data/world-train/manifest.jsonl"
+    assert "token_budget" in config.data.options  # resolved: every DataConfig field is written
+    with pytest.raises(ConfigError, match=r"unknown key 'data.options.manifset'"):
+        load_config(CONFIGS / "dit-world-tiny.yaml", ["data.options.manifset=x"])
+    with pytest.raises(ConfigError, match=r"needs data.options.cache_dir"):
+        load_config(CONFIGS / "dit-world-tiny.yaml", ["data.source=cached"])
+
+
+def test_saved_config_loads_back_equal(tmp_path):
+    config = load_config(None, ["model.overrides.depth=1", "samples.every=5"], preset="debug")
+    path = save_config(config, tmp_path / "run" / "config.yaml")
+    assert load_config(path) == config
+    assert "lr:" not in path.read_text().split("\nvae:")[1]  # shared VAE fields are not repeated
+
+
+def test_vae_stage_maps_onto_the_vae_trainer_config():
+    config = load_config(
+        CONFIGS / "vae-tiny.yaml", ["optim.lr=2e-3", "steps=12", "vae.clips_per_step=2"]
+    )
+    vae = vae_train_config(config)
+    assert (vae.preset, vae.lr, vae.steps, vae.clips_per_step) == ("tiny-s4", 2e-3, 12, 2)
+    assert (vae.out_dir, vae.bf16, vae.threads) == ("runs/vae-tiny", True, 2)
+    with pytest.raises(ConfigError, match="stage vae runs in one process"):
+        load_config(CONFIGS / "vae-tiny.yaml", ["parallel.strategy=ddp"])
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    path = write(tmp_path, "preset: debug\n")
+    assert kinema_main(["train", str(path), "--set", "optim.lrr=1"]) == 2
+    assert "unknown key 'optim.lrr'" in capsys.readouterr().err
+    assert kinema_main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_vae_stage_runs_the_existing_vae_trainer(tmp_path, monkeypatch):
+    seen = {}
+
+    class RecordingVAETrainer:
+        def __init__(self, config) -> None:
+            seen["config"] = config
+
+        def run(self, progress: bool = True):
+            return tmp_path / "run" / "vae"
+
+    monkeypatch.setattr("kinema.compression.train.VAETrainer", RecordingVAETrainer)
+    out = tmp_path / "run"
+    argv = ["train", str(CONFIGS / "vae-tiny.yaml"), "--set", f"out_dir={out}", "--set", "steps=5"]
+    assert kinema_main(argv) == 0
+    assert (seen["config"].steps, seen["config"].out_dir, seen["config"].preset) == (
+        5,
+        str(out),
+        "tiny-s4",
+    )
+    assert load_config(out / "config.yaml").stage is Stage.VAE
