@@ -108,13 +108,14 @@ def test_world_tiny_yaml_checks_its_data_options_against_kinema_data():
     pytest.importorskip("kinema.data")
     config = load_config(CONFIGS / "dit-world-tiny.yaml")
     assert config == get_preset("world-tiny")
-    assert config.data.source is DataSource.ONLINE
-    assert config.data.options["manifest"] == "data/world-train/manifest.jsonl"
-    assert "token_budget" in config.data.options  # resolved: every DataConfig field is written
+    assert config.data.source is DataSource.CACHED
+    assert config.data.options["cache_dir"] == "runs/world-cache"
+    assert "caption_dropout" in config.data.options  # resolved: every DataConfig field is written
+    assert config.model.dit_config().in_dim == 16 * 1 * 4 * 4  # latent channels x patch volume
     with pytest.raises(ConfigError, match=r"unknown key 'data.options.manifset'"):
         load_config(CONFIGS / "dit-world-tiny.yaml", ["data.options.manifset=x"])
     with pytest.raises(ConfigError, match=r"needs data.options.cache_dir"):
-        load_config(CONFIGS / "dit-world-tiny.yaml", ["data.source=cached"])
+        load_config(CONFIGS / "dit-world-tiny.yaml", ["data.options.cache_dir=null"])
 
 
 def test_saved_config_loads_back_equal(tmp_path):
@@ -130,7 +131,7 @@ def test_vae_stage_maps_onto_the_vae_trainer_config():
     )
     vae = vae_train_config(config)
     assert (vae.preset, vae.lr, vae.steps, vae.clips_per_step) == ("tiny-s4", 2e-3, 12, 2)
-    assert (vae.out_dir, vae.bf16, vae.threads) == ("runs/vae-tiny", True, 2)
+    assert (vae.out_dir, vae.bf16, vae.threads) == ("runs/vae-s4", True, 2)
     with pytest.raises(ConfigError, match="stage vae runs in one process"):
         load_config(CONFIGS / "vae-tiny.yaml", ["parallel.strategy=ddp"])
 

@@ -239,12 +239,24 @@ PRESETS: dict[str, TrainConfig] = {
         keep_checkpoints=2,
         log_every=1,
     ),
-    # the 15M-parameter tiny DiT on procedural-world clips through the tiny-s4 VAE (CPU budget)
+    # the 15M-parameter tiny DiT on procedural-world clips through the tiny-s4 VAE (CPU budget):
+    # 1x4x4 patches of 4x4-compressed latents, so one token covers 4 frames x 16 x 16 pixels
     "world-tiny": TrainConfig(
-        model=ModelConfig(preset="tiny", vae="runs/vae-tiny/vae", text_encoder="minilm"),
+        model=ModelConfig(
+            preset="tiny",
+            overrides={"in_dim": 256},
+            patch=(1, 4, 4),
+            vae="runs/vae-s4/vae",
+            text_encoder="minilm",
+        ),
         data=DataSection(
-            source=DataSource.ONLINE,
-            options={"manifest": "data/world-train/manifest.jsonl", "seed": 0},
+            source=DataSource.CACHED,
+            options={
+                "cache_dir": "runs/world-cache",
+                "pixel_budget": 96 * 64,
+                "token_budget": 2048,
+                "seed": 0,
+            },
         ),
         optim=OptimConfig(lr=3e-4, warmup_steps=200, weight_decay=0.0),
         ema_decay=0.999,
@@ -269,8 +281,8 @@ PRESETS: dict[str, TrainConfig] = {
     "vae-tiny": TrainConfig(
         stage=Stage.VAE,
         optim=OptimConfig(lr=1e-3, warmup_steps=100, min_lr_ratio=0.1, grad_clip=1.0),
-        steps=3000,
-        out_dir="runs/vae-tiny",
+        steps=1000,
+        out_dir="runs/vae-s4",
         checkpoint_every=100,
         log_every=10,
         parallel=ParallelConfig(bf16=True),
