@@ -1,0 +1,82 @@
+"""Generate a WorldBench prompt suite with a text-to-video model, for scoring.
+
+Each suite entry names its prompt, size, frame count, frame rate and seed; the model makes one
+clip per entry, written as mp4 next to a manifest whose records carry the entry's spec, so
+`kinema.world.evaluate.evaluate_manifest` scores the clips exactly like rendered ones. A clip
+already on disk is kept, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from kinema.video import write_video
+from kinema.world.dataset import MANIFEST
+
+TextField = Literal["prompt", "caption"]
+
+# what a generator gets for one entry: text, width, height, frames, fps, seed -> (T, H, W, 3) uint8
+ClipGenerator = Callable[[str, int, int, int, float, int], np.ndarray]
+
+
+def pipeline_generator(
+    pipe: Any, num_inference_steps: int | None = None, guidance_scale: float | None = None
+) -> ClipGenerator:
+    """A ClipGenerator over a `kinema.pipeline.Pipeline` (text to video)."""
+
+    def generate(text: str, width: int, height: int, frames: int, fps: float, seed: int):
+        out = pipe(
+            text,
+            mode="t2v",
+            width=width,
+            height=height,
+            num_frames=frames,
+            fps=fps,
+            seed=seed,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+        )
+        return out.frames
+
+    return generate
+
+
+def generate_suite(
+    generate: ClipGenerator,
+    entries: list[dict[str, Any]],
+    out_dir: str | os.PathLike[str],
+    text: TextField = "prompt",
+    progress: bool = True,
+) -> Path:
+    """Make one clip per suite entry in `out_dir` and write its manifest; returns the manifest."""
+    if text not in ("prompt", "caption"):
+        raise ValueError(f"text must be 'prompt' or 'caption', got {text!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for entry in tqdm(entries, desc="generating suite", unit="clip", disable=not progress):
+        name = f"{entry['id']}.mp4"
+        path = out / name
+        if not path.is_file():
+            frames = generate(
+                entry[text],
+                int(entry["width"]),
+                int(entry["height"]),
+                int(entry["frames"]),
+                float(entry["fps"]),
+                int(entry["seed"]),
+            )
+            write_video(path, frames, fps=float(entry["fps"]))
+        records.append({**entry, "path": name})
+    manifest = out / MANIFEST
+    tmp = out / f".{MANIFEST}.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, manifest)
+    return manifest
