@@ -148,6 +148,22 @@ def test_init_from_a_saved_vae(tmp_path):
         VAETrainer(wrong, world_data(wrong))
 
 
+def test_freeze_encoder_trains_the_decoder_only(tmp_path):
+    config = tiny_config(tmp_path / "a", steps=1)
+    exported = VAETrainer(config, world_data(config)).run(progress=False)
+    before = CausalVAE.from_pretrained(exported)
+    tuned = tiny_config(tmp_path / "b", steps=3, init_from=str(exported), freeze_encoder=True)
+    after = CausalVAE.from_pretrained(VAETrainer(tuned, world_data(tuned)).run(progress=False))
+    old, new = before.state_dict(), after.state_dict()
+    for key in old:
+        same = torch.equal(old[key], new[key])
+        if key.startswith("encoder.") or key.startswith("latent_"):
+            assert same, f"{key} changed with a frozen encoder"
+    assert any(not torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
+    with pytest.raises(ValueError, match="freeze_encoder needs init_from"):
+        VAETrainer(tiny_config(tmp_path / "c", freeze_encoder=True))
+
+
 def test_vae_eval_command_reports_psnr_and_speed(tmp_path, capsys):
     from kinema.cli import main
     from kinema.world.dataset import make_world, read_manifest

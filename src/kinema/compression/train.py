@@ -42,6 +42,9 @@ from kinema.compression.vae import PRESETS, CausalVAE
 class VAETrainConfig:
     preset: str = "tiny"  # a name in kinema.compression.vae.PRESETS
     init_from: str | None = None  # start from a saved VAE folder's weights (not its optimizer)
+    # train the decoder only (needs init_from): the encoder, hence the latents and their
+    # normalization, stay those of init_from, so a DiT trained on them stays valid
+    freeze_encoder: bool = False
     out_dir: str = "runs/vae"  # checkpoints, metrics.jsonl, config.json and the exported vae/
     steps: int = 3000  # optimizer steps
     clips_per_step: int = 4  # clips whose gradients are accumulated into one step
@@ -119,8 +122,15 @@ class VAETrainer:
                 )
         else:
             self.vae = CausalVAE(PRESETS[config.preset])
+        if config.freeze_encoder:
+            if config.init_from is None:
+                raise ValueError("freeze_encoder needs init_from: the VAE whose encoder to keep")
+            self.vae.encoder.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(
-            self.vae.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay
+            [p for p in self.vae.parameters() if p.requires_grad],
+            lr=config.lr,
+            betas=(0.9, 0.99),
+            weight_decay=config.weight_decay,
         )
         self.disc = PatchDiscriminator() if config.gan_weight > 0 else None
         self.disc_optimizer = (
@@ -267,7 +277,12 @@ class VAETrainer:
 
     @torch.no_grad()
     def export(self, calibration_clips: int = 32) -> Path:
-        """Measure per-channel latent statistics on fresh clips and save the VAE to OUT/vae."""
+        """Measure per-channel latent statistics on fresh clips (unless the encoder is frozen:
+        then they stay those of init_from) and save the VAE to OUT/vae."""
+        target = self.out / "vae"
+        if self.config.freeze_encoder:
+            self.vae.save_pretrained(target)
+            return target
         rng = np.random.default_rng([self.config.seed, 10**9])
         means = [
             self.vae.encode_distribution(self.data.sample(rng)[None])[0]
@@ -277,6 +292,5 @@ class VAETrainer:
             [m.transpose(0, 1).reshape(m.shape[1], -1) for m in means], dim=1
         )  # (C, N)
         self.vae.set_latent_stats(flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-4))
-        target = self.out / "vae"
         self.vae.save_pretrained(target)
         return target
