@@ -8,6 +8,7 @@ kinema video info PATH            probe a video file
 kinema train CONFIG.yaml          train the DiT or the VAE (also: train plot, train export)
 kinema data scan DIR --out M      probe videos/images (+ NAME.txt captions) into a manifest
 kinema cache M --vae V --out C    precompute latents and text tokens for training
+kinema serve [--model DIR]        the web studio (Gradio) on 127.0.0.1:7860
 kinema expand "PROMPT"            expand a short prompt into a detailed caption
 kinema caption M --out M2         re-caption a manifest's clips with a vision-language endpoint
 """
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_video(commands)
     _add_vae(commands)
     _add_train(commands)
+    _add_serve(commands)
     _add_expand(commands)
     _add_caption(commands)
     _add_data(commands)
@@ -312,6 +314,45 @@ def run_train(args: argparse.Namespace) -> int:
     from kinema.train.cli import main as train_main
 
     return train_main([args.config, *args.rest])
+
+
+# --- serve (kinema.serve) ----------------------------------------------------------------------
+
+
+def _add_serve(commands) -> None:
+    p = _command(commands, "serve", "the web studio: every generation mode in a browser", run_serve)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    p.add_argument(
+        "--password", default=None, help="require a login (default: $KINEMA_STUDIO_PASSWORD)"
+    )
+    p.add_argument("--user", default="kinema", help="login user name (default: kinema)")
+    p.add_argument("--outputs", default="outputs/studio", help="result folder (outputs/studio)")
+    p.add_argument(
+        "--expander", default="world", choices=["world", "llm", "none"], help="expand backend"
+    )
+    p.add_argument("--max-queue", type=int, default=8, help="requests waiting (default: 8)")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from kinema.language.expand import load_expander
+    from kinema.serve.app import ServeOptions, launch
+    from kinema.serve.limits import StudioLimits
+    from kinema.serve.pipeline_generator import PipelineGenerator
+    from kinema.serve.studio import Studio
+
+    expander = load_expander(args.expander)
+    generator = PipelineGenerator.from_pretrained(args.model)
+    limits = StudioLimits(max_queue=args.max_queue)
+    studio = Studio(generator, limits, expander, output_dir=args.outputs)
+    password = args.password or os.environ.get("KINEMA_STUDIO_PASSWORD") or None
+    options = ServeOptions(args.host, args.port, password, args.user)
+    print(f"Kinema studio: http://{args.host}:{args.port} (model {generator.info.name})")
+    launch(studio, options)
+    return 0
 
 
 # --- expand, caption (kinema.language) ---------------------------------------------------------

@@ -1,0 +1,93 @@
+"""`kinema.pipeline.Pipeline` as a studio `Generator`."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from kinema.serve.generator import (
+    GenerationRequest,
+    GenerationResult,
+    GeneratorInfo,
+    ProgressFn,
+)
+from kinema.video import probe_video, read_video, resize_and_crop
+
+__all__ = ["PipelineGenerator", "read_video_at_size"]
+
+CHUNK_FRAMES = 32  # uploads are decoded and shrunk this many frames at a time
+
+
+def read_video_at_size(
+    path: str | os.PathLike[str], width: int, height: int, fps: float
+) -> np.ndarray:
+    """A video resampled to `fps` and resized/center-cropped to (height, width), decoded in
+    chunks so a large upload never sits in memory at full resolution. (T, height, width, 3)."""
+    duration = probe_video(path).duration
+    chunks, start, step = [], 0.0, CHUNK_FRAMES / fps
+    while start < duration or not chunks:
+        try:
+            clip = read_video(path, start=start, end=start + step, fps=fps)
+        except ValueError:  # start is past the last frame
+            break
+        chunks.append(resize_and_crop(clip.frames, height, width))
+        start += step
+    return np.concatenate(chunks)
+
+
+class PipelineGenerator:
+    """Serves a Pipeline: its model's fps, size multiples and limits become the studio's."""
+
+    def __init__(self, pipe, name: str | None = None) -> None:
+        self.pipe = pipe
+        index = pipe.index
+        mh, mw = pipe.size_multiples
+        folder = Path(pipe.model_dir).name if pipe.model_dir is not None else "model"
+        defaults = index.defaults
+        self.info = GeneratorInfo(
+            name=name or folder,
+            fps=float(defaults.fps),
+            size_multiple=math.lcm(mh, mw),
+            min_size=index.limits.min_size,
+            max_size=index.limits.max_size,
+            max_frames=index.limits.max_frames,
+            default_width=defaults.width,
+            default_height=defaults.height,
+            default_seconds=(defaults.num_frames - 1) / defaults.fps,
+            default_steps=defaults.num_inference_steps,
+            default_guidance=defaults.guidance_scale,
+        )
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str] | None = None, **kwargs):
+        from kinema.pipeline import Pipeline
+
+        return cls(Pipeline.from_pretrained(directory, **kwargs))
+
+    def __call__(self, request: GenerationRequest, progress: ProgressFn) -> GenerationResult:
+        w, h, fps = request.width, request.height, self.info.fps
+        videos = {
+            name: read_video_at_size(path, w, h, fps) if path is not None else None
+            for name, path in (("video", request.video), ("video2", request.video2))
+        }
+        out = self.pipe(
+            request.prompt,
+            request.negative_prompt or None,  # empty: the model's default negative prompt
+            mode=request.mode,
+            image=request.image,
+            last_image=request.last_image,
+            strength=request.strength,
+            width=w,
+            height=h,
+            num_frames=request.num_frames,
+            fps=fps,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance,
+            seed=request.seed,
+            callback=lambda step: progress(step.step, step.total_steps),
+            **videos,
+        )
+        return GenerationResult(frames=out.frames, fps=out.fps, seed=out.seed)
