@@ -4,6 +4,8 @@ kinema demo                       render a few world clips, score them, print wh
 kinema world make --n N --out DIR make a data set of world clips with a manifest
 kinema world suite --out PATH     regenerate WorldBench's public prompt suite
 kinema bench world --manifest M   score videos against their specs with WorldBench
+kinema bench modes --json OUT      every generation mode on world clips: given PSNR, seams
+kinema generate PROMPT -o OUT      text (+ image/video) to video: t2v, i2v, extend, long, ...
 kinema video info PATH            probe a video file
 kinema train CONFIG.yaml          train the DiT or the VAE (also: train plot, train export)
 kinema data scan DIR --out M      probe videos/images (+ NAME.txt captions) into a manifest
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_world(commands)
     _add_bench(commands)
+    _add_generate(commands)
     _add_video(commands)
     _add_vae(commands)
     _add_train(commands)
@@ -165,6 +168,7 @@ def _add_bench(commands) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the spec shuffle")
     p.add_argument("--workers", type=int, default=None)
+    _add_bench_modes(bench)
 
 
 def run_bench_world(args: argparse.Namespace) -> int:
@@ -194,6 +198,92 @@ def format_report(report: dict) -> str:
     if report.get("unreadable"):
         rows.append(f"unreadable videos: {report['unreadable']}")
     return "\n".join(rows)
+
+
+# --- bench modes and generate -------------------------------------------------------------------
+
+
+def _add_bench_modes(bench) -> None:
+    p = _command(bench, "modes", "every generation mode on world clips", run_bench_modes)
+    p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--random-model", action="store_true", help="a seeded random debug model")
+    p.add_argument("--vae", default=None, help="with --random-model: a trained VAE folder")
+    p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
+    p.add_argument("--clips", type=int, default=2, help="world clips per mode (default 2)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
+    p.add_argument("--long-seconds", type=float, default=60.0, help="long video (default 60)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_bench_modes(args: argparse.Namespace) -> int:
+    from kinema.bench.modes import BenchConfig, main_bench
+
+    config = BenchConfig(args.clips, args.seed, args.steps, args.long_seconds)
+    main_bench(args.model, args.random_model, args.json_out, config, args.vae)
+    return 0
+
+
+def _add_generate(commands) -> None:
+    from kinema.modes import Mode
+
+    p = _command(commands, "generate", "generate a video or image from text", run_generate)
+    p.add_argument("prompt")
+    p.add_argument("-o", "--out", required=True, help="output .mp4, .gif or .png (+ NAME.json)")
+    p.add_argument("--mode", default="t2v", choices=[m.value for m in Mode])
+    p.add_argument("--negative-prompt", default=None, help="default: the model's")
+    for name in ("image", "last-image", "video", "video2"):
+        p.add_argument(f"--{name}", default=None, metavar="PATH")
+    p.add_argument("--strength", type=float, default=None, help="edit strength (default 0.6)")
+    for name in ("width", "height", "steps"):
+        p.add_argument(f"--{name}", type=int, default=None, help="default: the model's")
+    p.add_argument("--frames", type=int, default=None, help="frames the mode makes (per mode)")
+    p.add_argument("--fps", type=float, default=None, help="default: the model's")
+    p.add_argument("--guidance", type=float, default=None, help="default: the model's")
+    p.add_argument("--seed", type=int, default=-1, help="-1: random (printed)")
+    p.add_argument("--context-latents", type=int, default=2, help="context of extend/long/loop")
+    p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from kinema.pipeline import Pipeline, resolve_seed, save_output
+
+    pipe = Pipeline.from_pretrained(args.model)
+    seed, _ = resolve_seed(args.seed, None)
+    print(f"seed: {seed}", flush=True)
+    bars: list[tqdm] = []
+
+    def progress(step) -> None:
+        if not bars:
+            bars.append(tqdm(total=step.total_steps, desc=args.mode, unit="step", file=sys.stderr))
+        bars[0].update(1)
+
+    inputs = {"image": args.image, "last_image": args.last_image, "video": args.video}
+    inputs["video2"] = args.video2
+    try:
+        out = pipe(
+            args.prompt,
+            args.negative_prompt,
+            mode=args.mode,
+            strength=args.strength,
+            width=args.width,
+            height=args.height,
+            num_frames=args.frames,
+            fps=args.fps,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            seed=seed,
+            context_latents=args.context_latents,
+            callback=progress,
+            **inputs,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    written, sidecar = save_output(out, args.out, inputs={k: v for k, v in inputs.items() if v})
+    print(f"{written} ({out.num_frames} frames, {out.timings['total']:.1f} s)\nsidecar: {sidecar}")
+    return 0
 
 
 # --- video -------------------------------------------------------------------------------------

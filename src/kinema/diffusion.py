@@ -25,7 +25,7 @@ from kinema.flow import (
     velocity_target,
 )
 from kinema.patches import Packed, pack_sequences, patchify, unpatchify
-from kinema.sampling import Condition, Solver, bind_text, sample
+from kinema.sampling import Condition, Solver, StepCallback, bind_text, sample
 from kinema.transformer import DiT
 
 Triple = tuple[int, int, int]
@@ -113,36 +113,49 @@ def generate_latents(
     given: Tensor | None = None,
     given_frames: Tensor | None = None,
     generator: torch.Generator | None = None,
+    x_init: Tensor | None = None,
+    sde_edit_strength: float | None = None,
+    callback: StepCallback | None = None,
 ) -> Tensor:
     """Sample one clip's latents (C, t, h, w) for text tokens (L, D).
 
     `given` (C, t, h, w) with `given_frames` (t,) bool keeps those latent frames clean: image to
     video, extension, connection. `shift` defaults to the token-count shift used in training.
+    `x_init` (C, t, h, w) with `sde_edit_strength` s starts SDEdit at t = s from noised x_init.
+    Noise is drawn on the generator's device (CPU without one) and moved to the model's, so a
+    seed gives the same noise on every device. `callback(i, t, tokens)` runs after each step.
     """
     C, T, H, W = shape
+    device = next(model.parameters()).device
     grid = (T // patch[0], H // patch[1], W // patch[2])
-    _, positions = patchify(torch.zeros(shape), patch)  # (N, 3)
+    _, positions = patchify(torch.zeros(shape, device=device), patch)  # (N, 3)
     N, D = positions.shape[0], C * patch[0] * patch[1] * patch[2]
-    ids = torch.zeros(N, dtype=torch.long)
+    ids = torch.zeros(N, dtype=torch.long, device=device)
 
     def velocity(x: Tensor, t: Tensor, text_tokens: Tensor) -> Tensor:
-        text_ids = torch.zeros(len(text_tokens), dtype=torch.long)
-        return model(x, positions, ids, t, text_tokens, text_ids)
+        text_ids = torch.zeros(len(text_tokens), dtype=torch.long, device=device)
+        return model(x, positions, ids, t, text_tokens.to(device), text_ids)
 
     condition = None
     if given is not None:
         if given_frames is None:
             raise ValueError("given latents need given_frames: one bool per latent frame")
-        tokens, _ = patchify(given, patch)
-        condition = Condition(tokens, given_frames[positions[:, 0] // patch[0]])
+        tokens, _ = patchify(given.to(device), patch)  # (N, D)
+        frames = given_frames.to(device)
+        condition = Condition(tokens, frames[positions[:, 0] // patch[0]])
+    init_tokens = None if x_init is None else patchify(x_init.to(device), patch)[0]  # (N, D)
+    noise_device = generator.device if generator is not None else None
+    noise = torch.randn((N, D), generator=generator, device=noise_device).to(device)  # (N, D)
     x = sample(
         bind_text(velocity, text, negative_text),
-        (N, D),
+        noise,
         steps,
         shift=token_shift(N) if shift is None else shift,
         solver=solver,
         guidance_scale=guidance_scale,
         condition=condition,
-        generator=generator,
+        sde_edit_strength=sde_edit_strength,
+        x_init=init_tokens,
+        callback=callback,
     )
     return unpatchify(x, grid, C, patch)

@@ -1,0 +1,1 @@
+"""Benchmarks of the generation pipeline (`kinema bench modes`)."""

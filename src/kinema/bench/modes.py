@@ -1,0 +1,368 @@
+"""`kinema bench modes`: every generation mode on world clips, with the numbers that say whether
+a mode did its job.
+
+    kinema bench modes --model DIR --json OUT.json [--clips 2] [--steps N] [--long-seconds 60]
+    kinema bench modes --random-model --json OUT.json     # plumbing check on a seeded debug model
+
+Inputs are world clips the benchmark renders itself (`kinema.world`, at the model's default size,
+length and fps), with their short prompts. Per mode it reports:
+
+- **given PSNR** (dB): the window's decoded given frames (the image, the video context) against
+  the inputs: how well given frames survive being encoded, kept clean through sampling, and
+  decoded next to generated ones; the VAE alone on the same clips is its ceiling (`vae_psnr`);
+- **seam ratio**: the frame-to-frame change across each seam (every boundary between input
+  frames and a window's frames, or between two windows; for `loop` also last -> first) divided
+  by the clip's median frame-to-frame change. 1.0 is seamless; a cut between unrelated frames is
+  much larger (a static clip's median is floored at MIN_CHANGE);
+- for `edit` at several strengths, PSNR and SSIM of the result against the source (how much is
+  kept);
+- for `long`, the peak resident memory of two lengths (Linux), to show memory is bounded by a
+  window rather than growing with the video;
+- seconds per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kinema.compression.losses import psnr, ssim
+from kinema.compression.vae import PRESETS as VAE_PRESETS
+from kinema.compression.vae import CausalVAE
+from kinema.hub import GenerationDefaults, ModelIndex, save_model
+from kinema.modes import Mode
+from kinema.pipeline import Pipeline, PipelineOutput, to_video_tensor
+from kinema.transformer import DiT, get_preset
+from kinema.world.captions import short_prompt
+from kinema.world.render import render_scene
+from kinema.world.sampler import sample_scene
+
+__all__ = [
+    "BenchConfig",
+    "format_table",
+    "frame_changes",
+    "make_random_model",
+    "run_bench",
+    "seam_ratios",
+    "seams_of",
+]
+
+# edit and long have rows of their own
+MODES = (Mode.T2V, Mode.T2I, Mode.I2V, Mode.EXTEND_FORWARD, Mode.EXTEND_BACKWARD, Mode.CONNECT)
+MODES += (Mode.LOOP,)
+EDIT_STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
+MIN_CHANGE = 1e-3  # floor of the median frame change (mean |diff| in [0, 1] units)
+NOT_QUALITY = (
+    "a random model: these figures check the plumbing (shapes, kept frames, seams measured), "
+    "they are not quality figures"
+)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    clips: int = 2  # world clips (inputs) per mode
+    seed: int = 0  # world clips and generation seeds
+    steps: int | None = None  # sampling steps (None: the model's default)
+    long_seconds: float = 60.0  # length of the `long` video
+    strengths: tuple[float, ...] = EDIT_STRENGTHS
+
+
+# ------------------------------------------------------------------------------------------------
+# metrics
+# ------------------------------------------------------------------------------------------------
+
+
+def frame_changes(frames: np.ndarray, wrap: bool = False) -> np.ndarray:
+    """Mean absolute change (in [0, 1]) from each frame to the next: (T - 1,), or (T,) with the
+    last -> first change appended when ``wrap``."""
+    x = frames.astype(np.float32) / 255.0  # (T, H, W, 3)
+    changes = np.abs(np.diff(x, axis=0)).mean(axis=(1, 2, 3))  # (T - 1,)
+    if wrap:
+        changes = np.append(changes, np.abs(x[0] - x[-1]).mean())
+    return changes
+
+
+def seams_of(output: PipelineOutput) -> list[int]:
+    """Seams as frame indices ``i`` (the change from frame i - 1 to frame i); 0 is the loop's
+    last -> first."""
+    seams = [span.start for span in output.spans[1:]]
+    return [*seams, 0] if output.loop else seams
+
+
+def seam_ratios(frames: np.ndarray, seams: list[int], wrap: bool = False) -> list[float]:
+    """Change across each seam / the clip's median frame change (1.0 = seamless)."""
+    if not seams:
+        return []
+    changes = frame_changes(frames, wrap)
+    median = max(float(np.median(changes)), MIN_CHANGE)
+    return [float(changes[i - 1] if i > 0 else changes[-1]) / median for i in seams]
+
+
+def _psnr_ssim(frames: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    a, b = to_video_tensor(frames), to_video_tensor(reference)
+    return float(psnr(a, b)), float(ssim(a, b))
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs and a random model
+# ------------------------------------------------------------------------------------------------
+
+
+def world_clips(n: int, pipe: Pipeline, seed: int) -> list[tuple[np.ndarray, str]]:
+    """`n` rendered world clips at the model's default size, length and fps, with prompts."""
+    d = pipe.index.defaults
+    rng = np.random.default_rng(seed)
+    clips = []
+    for _ in range(n):
+        spec = sample_scene(rng, d.width, d.height, num_frames=d.num_frames, fps=d.fps)
+        clips.append((render_scene(spec), short_prompt(spec, rng)))
+    return clips
+
+
+def make_random_model(
+    directory: str | Path, seed: int = 0, vae_dir: str | Path | None = None
+) -> Path:
+    """A seeded random model folder for plumbing checks: the debug VAE (or a trained one from
+    ``vae_dir``) and a debug DiT with MiniLM-sized text. Zero-initialized layers get small random
+    weights, so the transformer is not the identity."""
+    torch.manual_seed(seed)
+    vae = CausalVAE(VAE_PRESETS["debug"]) if vae_dir is None else CausalVAE.from_pretrained(vae_dir)
+    dit = DiT(get_preset("debug", in_dim=vae.config.latent_channels * 4, text_dim=384))
+    with torch.no_grad():
+        for p in dit.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.02)
+    index = ModelIndex(
+        patch=(1, 2, 2),
+        defaults=GenerationDefaults(num_inference_steps=10),
+        extra={"note": "random weights: " + NOT_QUALITY},
+    )
+    return save_model(directory, vae, dit, index)
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory (VmHWM) since the last reset, MiB; None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+# ------------------------------------------------------------------------------------------------
+# the benchmark
+# ------------------------------------------------------------------------------------------------
+
+
+def _timed(pipe: Pipeline, prompt: str, **kwargs: Any) -> tuple[PipelineOutput, float]:
+    """The pipeline's output and the seconds the call took."""
+    start = time.perf_counter()
+    out = pipe(prompt, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(statistics.fmean(values)) if values else None
+
+
+def _mode_row(mode: Mode, outputs: list[tuple[PipelineOutput, float]]) -> dict[str, Any]:
+    """One row: means over the clips of given PSNR, seam ratios and seconds."""
+    seams = [
+        ratio
+        for out, _ in outputs
+        for ratio in seam_ratios(out.frames, seams_of(out), wrap=out.loop)
+    ]
+    given = [out.given_psnr for out, _ in outputs if out.given_psnr is not None]
+    first = outputs[0][0]
+    return {
+        "mode": mode.value,
+        "runs": len(outputs),
+        "frames": first.num_frames,
+        "windows": len(first.latents),
+        "given_psnr": _mean(given),
+        "seam_ratio_mean": _mean(seams),
+        "seam_ratio_max": max(seams) if seams else None,
+        "seconds": _mean([s for _, s in outputs]),
+    }
+
+
+def bench_modes(pipe: Pipeline, config: BenchConfig) -> list[dict[str, Any]]:
+    """Rows for every mode but edit and long, on `config.clips` world clips each."""
+    clips = world_clips(config.clips + 1, pipe, config.seed)
+    return [
+        _mode_row(mode, [_run(pipe, mode, config, i, clips) for i in range(config.clips)])
+        for mode in MODES
+    ]
+
+
+def _run(
+    pipe: Pipeline, mode: Mode, config: BenchConfig, i: int, clips: list[tuple[np.ndarray, str]]
+) -> tuple[PipelineOutput, float]:
+    frames, prompt = clips[i]
+    inputs: dict[str, Any] = {
+        Mode.I2V: {"image": frames[0]},
+        Mode.EXTEND_FORWARD: {"video": frames},
+        Mode.EXTEND_BACKWARD: {"video": frames},
+        Mode.CONNECT: {"video": frames, "video2": clips[i + 1][0]},
+    }.get(mode, {})
+    return _timed(
+        pipe, prompt, mode=mode, num_inference_steps=config.steps, seed=config.seed + i, **inputs
+    )
+
+
+def bench_edit(pipe: Pipeline, config: BenchConfig) -> list[dict[str, Any]]:
+    """PSNR/SSIM of edits against their source at each strength (means over clips)."""
+    clips = world_clips(config.clips, pipe, config.seed)
+    rows = []
+    for strength in config.strengths:
+        scores, seconds = [], []
+        for i, (frames, prompt) in enumerate(clips):
+            out, s = _timed(
+                pipe,
+                prompt,
+                mode=Mode.EDIT,
+                video=frames,
+                strength=strength,
+                num_inference_steps=config.steps,
+                seed=config.seed + i,
+            )
+            scores.append(_psnr_ssim(out.frames, frames[: out.num_frames]))
+            seconds.append(s)
+        rows.append(
+            {
+                "mode": "edit",
+                "strength": strength,
+                "runs": len(clips),
+                "psnr": _mean([p for p, _ in scores]),
+                "ssim": _mean([q for _, q in scores]),
+                "seconds": _mean(seconds),
+            }
+        )
+    return rows
+
+
+def bench_long(pipe: Pipeline, config: BenchConfig) -> dict[str, Any]:
+    """A `long` video of config.long_seconds, and the peak memory of a sixth of that length."""
+    prompt = world_clips(1, pipe, config.seed)[0][1]
+    fps = pipe.index.defaults.fps
+    peaks = {}
+    for seconds in (config.long_seconds / 6, config.long_seconds):
+        _reset_peak_rss()
+        frames = max(2, round(seconds * fps))
+        out, wall = _timed(
+            pipe,
+            prompt,
+            mode=Mode.LONG,
+            num_frames=frames,
+            num_inference_steps=config.steps,
+            seed=config.seed,
+        )
+        peaks[f"{frames / fps:g}s"] = _peak_rss_mb()
+    row = _mode_row(Mode.LONG, [(out, wall)])
+    return {**row, "video_seconds": out.num_frames / fps, "peak_rss_mb": peaks}
+
+
+def vae_psnr(pipe: Pipeline, config: BenchConfig) -> float:
+    """Mean PSNR of the VAE alone (encode -> decode) on the input clips: given PSNR's ceiling."""
+    clips = world_clips(config.clips, pipe, config.seed)
+    scores = [_psnr_ssim(pipe.decode_latents(pipe.encode_video(f), len(f)), f)[0] for f, _ in clips]
+    return float(statistics.fmean(scores))
+
+
+def run_bench(pipe: Pipeline, config: BenchConfig) -> dict[str, Any]:
+    """The whole benchmark as a JSON-ready report."""
+    start = time.perf_counter()
+    d = pipe.index.defaults
+    report: dict[str, Any] = {
+        "model": None if pipe.model_dir is None else str(pipe.model_dir),
+        "size": f"{d.width}x{d.height}",
+        "clip_frames": d.num_frames,
+        "fps": d.fps,
+        "steps": config.steps or d.num_inference_steps,
+        "guidance_scale": d.guidance_scale,
+        "clips": config.clips,
+        "seed": config.seed,
+        "torch_threads": torch.get_num_threads(),
+        "vae_psnr": vae_psnr(pipe, config),
+        "modes": bench_modes(pipe, config),
+        "edit": bench_edit(pipe, config),
+        "long": bench_long(pipe, config),
+    }
+    if "note" in pipe.index.extra:
+        report["note"] = pipe.index.extra["note"]
+    report["seconds"] = time.perf_counter() - start
+    return report
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as text tables."""
+    lines = [
+        f"{'mode':<16}{'frames':>7}{'windows':>8}{'given PSNR':>11}{'seam mean':>10}"
+        f"{'seam max':>9}{'s/run':>8}"
+    ]
+    for row in [*report["modes"], report["long"]]:
+        lines.append(
+            f"{row['mode']:<16}{row['frames']:>7}{row['windows']:>8}"
+            f"{_fmt(row['given_psnr'], '.2f'):>11}{_fmt(row['seam_ratio_mean'], '.2f'):>10}"
+            f"{_fmt(row['seam_ratio_max'], '.2f'):>9}{row['seconds']:>8.2f}"
+        )
+    lines.append(f"VAE alone (encode -> decode of the input clips): {report['vae_psnr']:.2f} dB")
+    lines.append("")
+    lines.append(f"{'edit strength':<16}{'PSNR':>8}{'SSIM':>8}{'s/run':>8}")
+    for row in report["edit"]:
+        lines.append(
+            f"{row['strength']:<16.2f}{row['psnr']:>8.2f}{row['ssim']:>8.3f}{row['seconds']:>8.2f}"
+        )
+    peaks = report["long"]["peak_rss_mb"]
+    if all(v is not None for v in peaks.values()):
+        lines.append("")
+        lines.append("long peak RSS: " + ", ".join(f"{k}: {v:.0f} MiB" for k, v in peaks.items()))
+    if "note" in report:
+        lines.append(f"note: {report['note']}")
+    return "\n".join(lines)
+
+
+def main_bench(
+    model: str | None,
+    random_model: bool,
+    json_out: str | Path,
+    config: BenchConfig,
+    vae_dir: str | None = None,
+) -> dict[str, Any]:
+    """What `kinema bench modes` runs: load (or make) the model, bench, write JSON, print."""
+    if random_model and model is not None:
+        raise ValueError("give either --model DIR or --random-model, not both")
+    if vae_dir is not None and not random_model:
+        raise ValueError("--vae DIR goes with --random-model (a model folder has its own VAE)")
+    with tempfile.TemporaryDirectory(prefix="kinema-random-model-") as tmp:
+        if random_model:
+            model = str(make_random_model(Path(tmp) / "model", config.seed, vae_dir))
+        report = run_bench(Pipeline.from_pretrained(model), config)
+    if random_model:
+        vae = "debug VAE" if vae_dir is None else f"VAE {vae_dir}"
+        report["model"] = f"random debug DiT (seed {config.seed}), {vae}"
+    Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_out).write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(report))
+    print(f"report: {json_out}")
+    return report

@@ -1,0 +1,343 @@
+"""The generation pipeline end to end on a tiny random model: every mode, kept frames, seeds,
+callbacks, errors, the `kinema generate` command and `kinema bench modes`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kinema import pipeline as pipeline_module
+from kinema.bench.modes import BenchConfig, run_bench, seam_ratios
+from kinema.cli import main
+from kinema.compression.vae import PRESETS as VAE_PRESETS
+from kinema.compression.vae import CausalVAE
+from kinema.hub import GenerationDefaults, ModelIndex, ModelLimits, save_model
+from kinema.modes import Mode, build_mode_spec, fill_unknown
+from kinema.pipeline import Pipeline, StepInfo, save_output
+from kinema.text import TextEmbedding
+from kinema.transformer import DiT, get_preset
+from kinema.video import probe_video, read_video, write_video
+
+SIZE = 16  # pixels; the debug VAE (4x space) and a 1x2x2 patch make 2x2 tokens per latent frame
+STEPS = 2
+
+
+class FakeTextEncoder:
+    """Deterministic 8-d tokens per prompt (3 to 5 of them), so MiniLM need not load."""
+
+    name = "fake"
+    fingerprint = "fake:1"
+    dim = 8
+    max_length = 16
+
+    def encode(self, prompts: list[str]) -> TextEmbedding:
+        sequences = []
+        for prompt in prompts:
+            seed = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16)
+            g = torch.Generator().manual_seed(seed)
+            sequences.append(torch.randn(3 + seed % 3, self.dim, generator=g))
+        return TextEmbedding.from_sequences(sequences)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    vae = CausalVAE(VAE_PRESETS["debug"])
+    dit = DiT(get_preset("debug", in_dim=16, text_dim=FakeTextEncoder.dim))
+    with torch.no_grad():  # leave adaLN-Zero: a fresh DiT predicts exactly zero
+        for p in dit.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    defaults = GenerationDefaults(
+        width=SIZE, height=SIZE, num_frames=9, fps=8, num_inference_steps=STEPS, guidance_scale=2.0
+    )
+    index = ModelIndex(
+        patch=(1, 2, 2),
+        text_encoder="minilm",
+        defaults=defaults,
+        limits=ModelLimits(min_size=16, max_size=32, max_frames=17),
+    )
+    return save_model(tmp_path_factory.mktemp("model") / "tiny", vae, dit, index)
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir) -> Pipeline:
+    torch.set_num_threads(1)
+    return Pipeline.from_pretrained(model_dir, text_encoder=FakeTextEncoder())
+
+
+def frames(n: int, seed: int = 0, size: int = SIZE) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def encoded_given(pipe: Pipeline, out, mode: Mode, window: int = 0, **inputs) -> torch.Tensor:
+    """What the pipeline must have encoded as window `window`'s given latents: the window's
+    frames with placeholders, through the same VAE call."""
+    from kinema.modes import ModeInputs
+
+    spec = build_mode_spec(mode, ModeInputs(**inputs), out.settings.num_frames, pipe.geometry())
+    timeline = np.zeros((spec.timeline_frames, SIZE, SIZE, 3), np.uint8)
+    for slot, given in spec.given:
+        timeline[slot : slot + len(given)] = given
+    w = spec.windows[window]
+    return pipe.encode_video(fill_unknown(timeline[w.frame_ids], ~w.generate)).cpu()
+
+
+# --- every mode -----------------------------------------------------------------------------
+
+
+def test_t2v_shapes_timings_spans_and_callback(pipe):
+    steps: list[StepInfo] = []
+    out = pipe("a red ball", seed=3, callback=steps.append)
+    assert out.frames.shape == (9, SIZE, SIZE, 3) and out.frames.dtype == np.uint8
+    assert out.fps == 8.0 and out.seed == 3 and out.mode is Mode.T2V and not out.loop
+    assert [tuple(z.shape) for z in out.latents] == [(4, 3, 4, 4)]
+    assert not out.given_latents[0].any() and out.given_psnr is None
+    assert [(s.start, s.stop, s.window) for s in out.spans] == [(0, 9, 0)]
+    assert set(out.timings) == {"text", "encode", "sampling", "decode", "total"}
+    assert [s.step for s in steps] == [1, 2] and all(s.total_steps == STEPS for s in steps)
+    assert steps[-1].t == 0.0 and steps[0].num_windows == 1
+
+
+def test_seeds_reproduce_and_differ(pipe):
+    a = pipe("a red ball", seed=5)
+    b = pipe("a red ball", generator=torch.Generator().manual_seed(5))
+    c = pipe("a red ball", seed=6)
+    assert np.array_equal(a.frames, b.frames) and torch.equal(a.latents[0], b.latents[0])
+    assert not torch.equal(a.latents[0], c.latents[0])
+    other_prompt = pipe("a blue cube", seed=5)
+    assert not torch.equal(a.latents[0], other_prompt.latents[0])
+    random = pipe("a red ball", seed=-1)
+    assert 0 <= random.seed < 2**32 and random.settings.seed == random.seed
+
+
+def test_t2i_and_sizes(pipe):
+    out = pipe("a red ball", mode="t2i", seed=0, width=32, height=24)
+    assert out.frames.shape == (1, 24, 32, 3) and out.latents[0].shape == (4, 1, 6, 8)
+
+
+def test_i2v_keeps_the_image_exactly(pipe):
+    image = frames(1, seed=1)[0]
+    a = pipe("a red ball", mode="i2v", image=image, seed=0, num_frames=13)
+    b = pipe("a red ball", mode="i2v", image=image, seed=1, num_frames=13)
+    assert a.frames.shape == (13, SIZE, SIZE, 3)
+    assert np.array_equal(a.frames[0], image)  # input frames pass through untouched
+    assert a.given_latents[0].tolist() == [True, False, False, False]
+    expected = encoded_given(pipe, a, Mode.I2V, image=image)
+    assert torch.equal(a.latents[0][:, :1], expected[:, :1])  # kept clean through sampling
+    assert torch.equal(a.latents[0][:, 0], b.latents[0][:, 0])
+    assert not torch.equal(a.latents[0][:, 1:], b.latents[0][:, 1:])
+    assert [(s.start, s.stop, s.window) for s in a.spans] == [(0, 1, None), (1, 13, 0)]
+    assert a.given_psnr is not None
+
+
+def test_i2v_with_a_last_image(pipe):
+    first, last = frames(2, seed=2)
+    out = pipe("a red ball", mode="i2v", image=first, last_image=last, seed=0)
+    assert out.given_latents[0].tolist() == [True, False, True]
+    assert np.array_equal(out.frames[0], first) and (out.frames[5:] == last).all()
+
+
+def test_extend_forward_and_backward(pipe):
+    video = frames(10, seed=3)
+    fwd = pipe("a red ball", mode="extend-forward", video=video, seed=0, num_frames=6)
+    assert fwd.frames.shape[0] == 16 and np.array_equal(fwd.frames[:10], video)
+    assert [w.tolist() for w in fwd.given_latents] == [[True, True, False], [True, True, False]]
+    assert torch.equal(
+        fwd.latents[0][:, :2], encoded_given(pipe, fwd, Mode.EXTEND_FORWARD, video=video)[:, :2]
+    )
+    assert [(s.start, s.stop, s.window) for s in fwd.spans] == [
+        (0, 10, None),
+        (10, 14, 0),
+        (14, 16, 1),
+    ]
+    bwd = pipe("a red ball", mode="extend-backward", video=video, seed=0, num_frames=3)
+    assert bwd.frames.shape[0] == 13 and np.array_equal(bwd.frames[3:], video)
+    # windows of 9 frames with 8 of context make one new frame each, right to left
+    assert [w.tolist() for w in bwd.given_latents] == [[False, True, True]] * 3
+    assert [s.window for s in bwd.spans] == [2, 1, 0, None]
+    expected = encoded_given(pipe, bwd, Mode.EXTEND_BACKWARD, video=video)
+    assert torch.equal(bwd.latents[0][:, 1:], expected[:, 1:])
+
+
+def test_connect_makes_a_transition(pipe):
+    a, b = frames(7, seed=4), frames(9, seed=5)
+    out = pipe("a red ball", mode="connect", video=a, video2=b, seed=0, num_frames=4)
+    assert out.frames.shape[0] == 7 + 4 + 9
+    assert np.array_equal(out.frames[:7], a) and np.array_equal(out.frames[11:], b)
+    assert out.given_latents[0].tolist() == [True, True, False, True, True]
+    expected = encoded_given(pipe, out, Mode.CONNECT, video=a, video2=b)
+    given = out.given_latents[0]
+    assert torch.equal(out.latents[0][:, given], expected[:, given])
+
+
+def test_edit_keeps_more_of_the_source_at_low_strength(pipe):
+    video = frames(9, seed=6)
+    source = pipe.encode_video(video).cpu()
+    steps: list[StepInfo] = []
+    errors = []
+    for strength in (0.3, 1.0):
+        out = pipe(
+            "a red ball",
+            mode="edit",
+            video=video,
+            strength=strength,
+            seed=0,
+            num_inference_steps=4,
+            callback=steps.append,
+        )
+        assert out.frames.shape == video.shape
+        errors.append(float((out.latents[0] - source).square().mean()))
+    assert errors[0] < errors[1]
+    assert steps[0].total_steps < 4 and steps[-1].total_steps == 4  # SDEdit runs part of it
+
+
+def test_long_chains_windows_and_loop_closes(pipe):
+    steps: list[StepInfo] = []
+    out = pipe("a red ball", mode="long", num_frames=25, seed=0, callback=steps.append)
+    assert out.frames.shape[0] == 25 and len(out.latents) == 5  # 9 frames, then 4 per window
+    assert all(g.tolist() == [True, True, False] for g in out.given_latents[1:])
+    assert [s.window for s in out.spans] == [0, 1, 2, 3, 4]
+    assert len(steps) == 5 * STEPS and steps[-1].window == 4
+    loop = pipe("a red ball", mode="loop", num_frames=17, seed=0)
+    assert loop.loop and loop.frames.shape[0] == 17 and len(loop.latents) == 2
+    assert loop.given_latents[1].tolist() == [True, True, False, True, True]
+    assert [(s.start, s.stop, s.window) for s in loop.spans] == [(0, 13, 0), (13, 17, 1)]
+
+
+def test_latent_output_and_paths(pipe, tmp_path):
+    video_path = write_video(tmp_path / "in.mp4", frames(12, seed=7, size=32), fps=8)
+    out = pipe("a red ball", mode="extend-forward", video=video_path, output_type="latent", seed=0)
+    assert out.frames is None and out.latents[0].shape[1] == 3
+    with pytest.raises(ValueError, match="no frames"):
+        save_output(out, tmp_path / "x.mp4")
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def test_bad_inputs_raise_clear_errors(pipe, tmp_path):
+    with pytest.raises(ValueError, match=r"i2v needs image \(--image\)"):
+        pipe("a red ball", mode="i2v")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    with pytest.raises(ValueError, match="cannot read video"):
+        pipe("a red ball", mode="extend-forward", video=broken)
+    with pytest.raises(ValueError, match=r"cannot read image.*no such file"):
+        pipe("a red ball", mode="i2v", image=tmp_path / "missing.png")
+    with pytest.raises(ValueError, match="too short for the context"):
+        pipe("a red ball", mode="extend-forward", video=frames(3))
+    with pytest.raises(
+        ValueError, match=r"width 20 .* multiple of 8 .* nearest valid width: 16 or 24"
+    ):
+        pipe("a red ball", width=20)
+    with pytest.raises(ValueError, match=r"height 64 .* from 16 to 32; nearest valid height: 32"):
+        pipe("a red ball", height=64)
+    with pytest.raises(ValueError, match="unknown mode 'zoom'"):
+        pipe("a red ball", mode="zoom")
+    with pytest.raises(ValueError, match=r"at most 17 frames .* use mode long"):
+        pipe("a red ball", num_frames=20)
+    with pytest.raises(ValueError, match="t2v takes no video"):
+        pipe("a red ball", video=frames(9))
+    with pytest.raises(ValueError, match="either seed or generator"):
+        pipe("a red ball", seed=1, generator=torch.Generator())
+    with pytest.raises(ValueError, match="prompt must be a non-empty string"):
+        pipe("  ")
+
+
+def test_text_encoder_must_match_the_model(model_dir):
+    class WideEncoder(FakeTextEncoder):
+        dim = 16
+
+    with pytest.raises(ValueError, match="16-d tokens but the transformer takes 8-d"):
+        Pipeline.from_pretrained(model_dir, text_encoder=WideEncoder())
+
+
+# --- files, the CLI and the benchmark ----------------------------------------------------------
+
+
+def test_save_output_formats(pipe, tmp_path):
+    out = pipe("a red ball", seed=1)
+    video, sidecar = save_output(out, tmp_path / "clip.gif", inputs={})
+    assert read_video(video).frames.shape[0] == 9
+    record = json.loads(sidecar.read_text())
+    assert record["seed"] == 1 and record["mode"] == "t2v" and record["frames"] == 9
+    pngs, _ = save_output(out, tmp_path / "frames.png")
+    assert len(list(tmp_path.glob("frames_*.png"))) == 9 and pngs.name == "frames_%05d.png"
+    with pytest.raises(ValueError, match=r"use one of \.mp4"):
+        save_output(out, tmp_path / "clip.avi")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())
+    image = tmp_path / "first.png"
+    write_video(image, frames(1, seed=9, size=24))
+    out = tmp_path / "out" / "clip.mp4"
+    argv = ["generate", "a red ball", "-o", str(out), "--model", str(model_dir), "--mode", "i2v"]
+    code, stdout, err = run_cli(
+        capsys, *argv, "--image", str(image), "--frames", "13", "--seed", "42"
+    )
+    assert code == 0, err
+    assert "seed: 42" in stdout and "sidecar:" in stdout
+    assert "i2v" in err and "2/2" in err  # the progress bar
+    info = probe_video(out)
+    assert (info.width, info.height, info.num_frames) == (SIZE, SIZE, 13)
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["prompt"] == "a red ball" and record["seed"] == 42 and record["mode"] == "i2v"
+    assert record["num_inference_steps"] == STEPS and (record["width"], record["height"]) == (
+        16,
+        16,
+    )
+    assert record["model"] == str(model_dir) and record["inputs"] == {"image": str(image)}
+    code, _, err = run_cli(
+        capsys, "generate", "x", "-o", str(out), "--model", str(model_dir), "--width", "20"
+    )
+    assert code == 2 and "nearest valid width: 16 or 24" in err
+
+
+def test_seam_ratio():
+    ramp = np.repeat(np.arange(0, 200, 10, dtype=np.uint8), 4 * 4 * 3).reshape(20, 4, 4, 3)
+    assert seam_ratios(ramp, [5]) == pytest.approx([1.0])
+    cut = ramp.copy()
+    cut[10:] = 255 - cut[10:]
+    assert seam_ratios(cut, [10])[0] > 5
+    assert seam_ratios(ramp, [0], wrap=True)[0] == pytest.approx(19.0)  # 190 back to 0
+
+
+def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
+    config = BenchConfig(clips=1, steps=1, long_seconds=3.0, strengths=(0.5, 1.0))
+    report = run_bench(pipe, config)
+    rows = {row["mode"]: row for row in report["modes"]}
+    assert set(rows) == {
+        "t2v",
+        "t2i",
+        "i2v",
+        "extend-forward",
+        "extend-backward",
+        "connect",
+        "loop",
+    }
+    assert rows["connect"]["seam_ratio_mean"] > 0 and rows["i2v"]["given_psnr"] > 0
+    assert rows["t2v"]["seam_ratio_mean"] is None
+    assert [row["strength"] for row in report["edit"]] == [0.5, 1.0]
+    assert report["long"]["frames"] == 24 and report["long"]["windows"] == 5
+    monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())
+    out = tmp_path / "bench.json"
+    argv = ["bench", "modes", "--model", str(model_dir), "--json", str(out), "--clips", "1"]
+    code, stdout, err = run_cli(capsys, *argv, "--steps", "1", "--long-seconds", "2")
+    assert code == 0, err
+    assert "extend-forward" in stdout and "edit strength" in stdout
+    assert json.loads(out.read_text())["long"]["frames"] == 16
