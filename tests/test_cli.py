@@ -170,11 +170,46 @@ def test_bench_world_scores_ground_truth(capsys, tmp_path, ground_truth):
     assert shuffled["overall"] < report["overall"] - 0.2
 
 
-def test_bench_world_without_manifest(capsys, tmp_path):
-    code, _, err = run(capsys, "bench", "world", "--json", str(tmp_path / "r.json"))
-    assert code == 2
-    assert "--manifest is required" in err
+def test_bench_world_without_manifest_needs_a_model(capsys, tmp_path):
+    missing = tmp_path / "no-model"
+    code, _, err = run(
+        capsys, "bench", "world", "--model", str(missing), "--json", str(tmp_path / "r.json")
+    )
+    assert code == 2 and "no-model" in err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_bench_world_generates_the_suite_with_a_model(capsys, tmp_path, monkeypatch):
+    import hashlib
+
+    import torch
+
+    import kinema.pipeline as pipeline_module
+    from kinema.compression.vae import PRESETS, CausalVAE
+    from kinema.hub import GenerationDefaults, ModelIndex, save_model
+    from kinema.text import TextEmbedding
+    from kinema.transformer import DiT, get_preset
+
+    class FakeTextEncoder:
+        name, fingerprint, dim, max_length = "fake", "fake:1", 8, 16
+
+        def encode(self, prompts: list[str]) -> TextEmbedding:
+            seeds = [int(hashlib.sha256(p.encode()).hexdigest()[:8], 16) for p in prompts]
+            gens = [torch.Generator().manual_seed(s) for s in seeds]
+            return TextEmbedding.from_sequences([torch.randn(3, 8, generator=g) for g in gens])
+
+    monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())
+    torch.manual_seed(0)
+    vae, dit = CausalVAE(PRESETS["debug"]), DiT(get_preset("debug", in_dim=16, text_dim=8))
+    index = ModelIndex(defaults=GenerationDefaults(num_inference_steps=2, guidance_scale=1.0))
+    model = save_model(tmp_path / "model", vae, dit, index)
+    report_path, out = tmp_path / "r.json", tmp_path / "clips"
+    argv = ["--model", str(model), "--limit", "2", "--out", str(out), "--workers", "1"]
+    code, stdout, _ = run(capsys, "bench", "world", *argv, "--json", str(report_path))
+    assert code == 0, stdout
+    report = json.loads(report_path.read_text())
+    assert report["n"] == 2 and 0.0 <= report["overall"] <= 1.0
+    assert len(list(out.glob("wb-*.mp4"))) == 2
 
 
 def test_bench_world_missing_manifest_file(capsys, tmp_path):

@@ -162,6 +162,15 @@ def _add_bench(commands) -> None:
     )
     p = _command(bench, "world", "WorldBench: score videos against their specs", run_bench_world)
     p.add_argument("--manifest", help="manifest.jsonl of videos with specs (e.g. from world make)")
+    p.add_argument(
+        "--model", help="without --manifest: generate the suite with this model (default: shipped)"
+    )
+    p.add_argument("--suite", choices=["suite", "heldout"], default="suite", help="prompt suite")
+    p.add_argument("--limit", type=int, default=None, help="only the first N suite prompts")
+    p.add_argument("--out", default=None, help="folder for generated clips (outputs/bench-SUITE)")
+    p.add_argument("--text", choices=["prompt", "caption"], default="prompt", help="text to use")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
     p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
     p.add_argument(
         "--shuffle-specs", action="store_true", help="score each video against another's spec"
@@ -175,12 +184,8 @@ def run_bench_world(args: argparse.Namespace) -> int:
     from kinema.world.dataset import read_manifest
     from kinema.world.evaluate import evaluate_manifest
 
-    if args.manifest is None:
-        raise ValueError(
-            "--manifest is required: scoring the public prompt suite needs a text-to-video model "
-            "to generate it, and Kinema does not ship one yet"
-        )
-    records = read_manifest(args.manifest)
+    manifest = args.manifest if args.manifest is not None else _generate_suite(args)
+    records = read_manifest(manifest)
     shuffle = args.seed if args.shuffle_specs else None
     report = evaluate_manifest(records, shuffle_seed=shuffle, workers=args.workers)
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
@@ -188,6 +193,18 @@ def run_bench_world(args: argparse.Namespace) -> int:
     print(format_report(report))
     print(f"report: {args.json_out}")
     return 0
+
+
+def _generate_suite(args: argparse.Namespace) -> Path:
+    from kinema.pipeline import Pipeline
+    from kinema.world.generate import generate_suite, pipeline_generator
+    from kinema.world.suite import load_suite
+
+    entries = load_suite(args.suite)[: args.limit]
+    pipe = Pipeline.from_pretrained(args.model)
+    generate = pipeline_generator(pipe, args.steps, args.guidance)
+    out = args.out or f"outputs/bench-{args.suite}"
+    return generate_suite(generate, entries, out, text=args.text)
 
 
 def format_report(report: dict) -> str:
