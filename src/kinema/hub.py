@@ -20,9 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from kinema.atomic import atomic_directory
 from kinema.compression.vae import CausalVAE
 from kinema.transformer import DiT, DiTConfig
 from kinema.transformer.layers import AttentionBackend
@@ -207,13 +205,7 @@ def save_model(
 ) -> Path:
     """Write a whole model folder atomically; returns its path. ``dit_dtype=torch.bfloat16``
     halves the transformer's size on disk (it is loaded back as float32)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
-    try:
+    with atomic_directory(directory) as tmp:
         vae.save_pretrained(tmp / "vae")
         save_dit(dit, tmp / "transformer", dtype=dit_dtype)
         files = {}
@@ -224,17 +216,7 @@ def save_model(
         (tmp / INDEX_NAME).write_text(json.dumps(index.to_dict(), indent=2) + "\n")
         if model_card is not None:
             (tmp / "README.md").write_text(model_card)
-        old = None
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            os.replace(directory, old / directory.name)
-        os.replace(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    return Path(directory)
 
 
 def read_index(directory: str | Path) -> ModelIndex:

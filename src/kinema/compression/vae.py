@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -40,6 +38,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from kinema.atomic import atomic_directory
 from kinema.compression.layers import (
     CausalConv3d,
     Downsample,
@@ -633,29 +632,14 @@ class CausalVAE(nn.Module):
         bad = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
         if bad:
             raise ValueError(f"refusing to save {directory}: non-finite values in {bad[:5]}")
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the checkpoint normal permissions
-        try:
-            meta = {
-                "kind": CHECKPOINT_KIND,
-                "version": CHECKPOINT_VERSION,
-                "config": self.config.to_dict(),
-            }
+        meta = {
+            "kind": CHECKPOINT_KIND,
+            "version": CHECKPOINT_VERSION,
+            "config": self.config.to_dict(),
+        }
+        with atomic_directory(directory) as tmp:
             (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
             save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-            old = None
-            if directory.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-                os.replace(directory, old / directory.name)
-            os.replace(tmp, directory)
-            if old is not None:
-                shutil.rmtree(old)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod

@@ -37,7 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from kinema.data.atomic import atomic_write, atomic_write_text
+from kinema.atomic import atomic_write, atomic_write_text
 from kinema.data.config import DataConfig
 from kinema.data.encode import ClipReadError, TextTokenCache, encode_frames, read_clip_frames
 from kinema.data.manifest import ClipRecord

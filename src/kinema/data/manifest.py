@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from kinema.data.atomic import atomic_write_text
+from kinema.atomic import atomic_write_text
 from kinema.video import IMAGE_EXTENSIONS, VideoError, probe_video
 
 __all__ = [

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from kinema.atomic import atomic_write_text
 from kinema.compression.train import VAETrainConfig
 from kinema.transformer import PRESETS as DIT_PRESETS
 from kinema.transformer import DiTConfig
@@ -520,14 +519,8 @@ def load_config(
 
 def save_config(config: TrainConfig, path: str | Path) -> Path:
     """Write the resolved config as YAML (atomically); `load_config(path)` reads it back."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
+from kinema.atomic import atomic_write_text
 from kinema.video import write_video
 from kinema.world.dataset import MANIFEST
 
@@ -75,8 +76,4 @@ def generate_suite(
             )
             write_video(path, frames, fps=float(entry["fps"]))
         records.append({**entry, "path": name})
-    manifest = out / MANIFEST
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, manifest)
-    return manifest
+    return atomic_write_text(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in records))

@@ -1,0 +1,66 @@
+"""Atomic writes: build a file or a folder under a hidden temporary name beside the target, then
+rename it into place, so readers see the old version or the whole new one, never a partial one."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_directory", "atomic_write", "atomic_write_text"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary path in ``path``'s folder, then rename it to ``path``.
+
+    Readers see the old file or the whole new one, never a partial file; on failure the
+    temporary file is removed and the error propagates.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        write(tmp)
+        tmp.chmod(0o666 & ~_umask())  # some writers create 0600 files; give the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+@contextmanager
+def atomic_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``directory``; when the block ends without an
+    error, it replaces ``directory`` (whose old contents are removed). On an error the temporary
+    folder is removed and ``directory`` is left as it was."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual mode
+    try:
+        yield tmp
+        old = None
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            os.replace(directory, old / directory.name)
+        os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
