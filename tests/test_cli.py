@@ -37,6 +37,36 @@ def ground_truth(tmp_path_factory) -> Path:
 # --- kinema ------------------------------------------------------------------------------------
 
 
+def tiny_model(path: Path, monkeypatch) -> Path:
+    """A random debug VAE + DiT model folder, with a fake text encoder patched into the pipeline
+    (so MiniLM need not load)."""
+    import hashlib
+
+    import torch
+
+    import kinema.pipeline as pipeline_module
+    from kinema.compression.vae import PRESETS, CausalVAE
+    from kinema.hub import GenerationDefaults, ModelIndex, save_model
+    from kinema.text import TextEmbedding
+    from kinema.transformer import DiT, get_preset
+
+    class FakeTextEncoder:
+        name, fingerprint, dim, max_length = "fake", "fake:1", 8, 16
+
+        def encode(self, prompts: list[str]) -> TextEmbedding:
+            seeds = [int(hashlib.sha256(p.encode()).hexdigest()[:8], 16) for p in prompts]
+            gens = [torch.Generator().manual_seed(s) for s in seeds]
+            return TextEmbedding.from_sequences([torch.randn(3, 8, generator=g) for g in gens])
+
+    monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())
+    torch.manual_seed(0)
+    vae, dit = CausalVAE(PRESETS["debug"]), DiT(get_preset("debug", in_dim=16, text_dim=8))
+    index = ModelIndex(
+        defaults=GenerationDefaults(num_frames=9, num_inference_steps=2, guidance_scale=1.0)
+    )
+    return save_model(path, vae, dit, index)
+
+
 def test_version_script():
     script = Path(sys.executable).with_name("kinema")
     if not script.exists():
@@ -180,29 +210,7 @@ def test_bench_world_without_manifest_needs_a_model(capsys, tmp_path):
 
 
 def test_bench_world_generates_the_suite_with_a_model(capsys, tmp_path, monkeypatch):
-    import hashlib
-
-    import torch
-
-    import kinema.pipeline as pipeline_module
-    from kinema.compression.vae import PRESETS, CausalVAE
-    from kinema.hub import GenerationDefaults, ModelIndex, save_model
-    from kinema.text import TextEmbedding
-    from kinema.transformer import DiT, get_preset
-
-    class FakeTextEncoder:
-        name, fingerprint, dim, max_length = "fake", "fake:1", 8, 16
-
-        def encode(self, prompts: list[str]) -> TextEmbedding:
-            seeds = [int(hashlib.sha256(p.encode()).hexdigest()[:8], 16) for p in prompts]
-            gens = [torch.Generator().manual_seed(s) for s in seeds]
-            return TextEmbedding.from_sequences([torch.randn(3, 8, generator=g) for g in gens])
-
-    monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())
-    torch.manual_seed(0)
-    vae, dit = CausalVAE(PRESETS["debug"]), DiT(get_preset("debug", in_dim=16, text_dim=8))
-    index = ModelIndex(defaults=GenerationDefaults(num_inference_steps=2, guidance_scale=1.0))
-    model = save_model(tmp_path / "model", vae, dit, index)
+    model = tiny_model(tmp_path / "model", monkeypatch)
     report_path, out = tmp_path / "r.json", tmp_path / "clips"
     argv = ["--model", str(model), "--limit", "2", "--out", str(out), "--workers", "1"]
     code, stdout, _ = run(capsys, "bench", "world", *argv, "--json", str(report_path))
@@ -281,19 +289,18 @@ def test_video_info_missing_file(capsys, tmp_path):
 # --- demo --------------------------------------------------------------------------------------
 
 
-def test_demo(capsys, tmp_path):
+def test_demo(capsys, tmp_path, monkeypatch):
+    model = tiny_model(tmp_path / "model", monkeypatch)
     out_dir = tmp_path / "demo"
-    code, out, err = run(capsys, "demo", "--out", str(out_dir), "--n", "3", "--seed", "2")
+    code, out, err = run(capsys, "demo", "--model", str(model), "--out", str(out_dir))
     assert code == 0, err
     paths = [Path(tok) for tok in out.split() if tok.endswith(".mp4")]
     assert len(paths) == 3
-    sizes = {(64, 64), (96, 64), (64, 96)}
     seen = set()
     for path in paths:
-        assert path.is_absolute() and path.exists() and path.parent == out_dir.resolve()
+        assert path.exists() and path.with_suffix(".json").exists()
         frames = read_video(path).frames
-        assert frames.shape[0] == 33 and frames.dtype == np.uint8
+        assert frames.dtype == np.uint8
         seen.add((frames.shape[2], frames.shape[1]))
-    assert seen == sizes
-    assert "WorldBench overall" in out
-    assert f"manifest: {out_dir / MANIFEST}" in out
+    assert seen == {(64, 64), (96, 64), (64, 96)}
+    assert "seed 0" in out

@@ -67,26 +67,29 @@ def _command(group, name: str, help: str, run: Callable[[argparse.Namespace], in
 # --- demo --------------------------------------------------------------------------------------
 
 
+DEMO_PROMPT = "a red ball bounces on a blue floor"
+DEMO_SIZES = ((64, 64), (96, 64), (64, 96))  # square, landscape, portrait
+
+
 def _add_demo(commands) -> None:
-    p = _command(commands, "demo", "render world clips, score them with WorldBench", run_demo)
+    p = _command(commands, "demo", "generate the default prompt with the shipped model", run_demo)
+    p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--prompt", default=DEMO_PROMPT, help=f"default: {DEMO_PROMPT!r}")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    p.add_argument("--n", type=int, default=6, help="clips to render (default: 6)")
     p.add_argument("--seed", type=int, default=0)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from kinema.world.dataset import make_world, read_manifest
-    from kinema.world.evaluate import evaluate_manifest
+    """One clip per aspect ratio, written as mp4 with a JSON sidecar each."""
+    from kinema.pipeline import Pipeline, save_output
 
-    sizes = [(64, 64), (96, 64), (64, 96)]
-    manifest = make_world(args.out, n=args.n, seed=args.seed, sizes=sizes, progress=False)
-    records = read_manifest(manifest)
-    report = evaluate_manifest(records, progress=False)
-    for record, clip in zip(records, report["clips"], strict=True):
-        size = f"{record['width']}x{record['height']}"
-        print(f"{clip['overall']:.2f}  {size:>6}  {record['path']}\n        {record['prompt']}")
-    print(f"\nWorldBench overall {report['overall']:.3f} on {report['n']} clips")
-    print(f"manifest: {manifest}")
+    pipe = Pipeline.from_pretrained(args.model)
+    print(f"model: {pipe.model_dir}\nprompt: {args.prompt!r}, seed {args.seed}")
+    for width, height in DEMO_SIZES:
+        out = pipe(args.prompt, width=width, height=height, seed=args.seed)
+        path, _ = save_output(out, Path(args.out) / f"demo_{width}x{height}.mp4")
+        seconds = out.timings["total"]
+        print(f"{width:>3}x{height:<3} {out.num_frames} frames  {seconds:5.1f} s  {path}")
     return 0
 
 
