@@ -137,6 +137,12 @@ def test_samples_and_export_round_trip_through_kinema_hub(tmp_path):
             assert torch.equal(v, ema[k]), k
         assert loaded.index.patch == (1, 2, 2) and loaded.index.extra["training"]["step"] == 2
         assert (loaded.index.defaults.width, loaded.index.defaults.num_frames) == (16, 5)
+    half = tmp_path / "half"
+    assert train_main(["export", str(run), "--out", str(half), "--bf16"]) == 0
+    stored = load_file(half / "transformer" / "model.safetensors")
+    assert all(v.dtype == torch.bfloat16 for v in stored.values() if v.is_floating_point())
+    for k, v in load_model(half).dit.state_dict().items():  # loaded back as float32
+        assert v.dtype == torch.float32 and torch.equal(v, ema[k].to(torch.bfloat16).float()), k
 
 
 def test_plot_draws_the_loss_curve(tmp_path):

@@ -2,7 +2,7 @@
 
     kinema train CONFIG.yaml [--set key=value ...]   train (resumes from the config's out_dir)
     kinema train plot RUN_DIR [--out loss.png]       draw the loss curve
-    kinema train export RUN_DIR [--out DIR]          EMA weights + VAE -> a model folder
+    kinema train export RUN_DIR [--out DIR] [--bf16] EMA weights + VAE -> a model folder
 
 Under torchrun every process runs the same command:
 ``torchrun --nproc_per_node 2 -m kinema.cli train CONFIG.yaml --set parallel.strategy=ddp``.
@@ -57,6 +57,9 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", help="the run folder (a config's out_dir)")
     p.add_argument("--out", default=None, help="model folder to write (default RUN_DIR/model)")
+    p.add_argument(
+        "--bf16", action="store_true", help="store the transformer in bfloat16 (half the size)"
+    )
     return p
 
 
@@ -111,10 +114,12 @@ def run_plot(argv: Sequence[str]) -> int:
 
 
 def run_export(argv: Sequence[str]) -> int:
+    import torch
+
     from kinema.train.export import export_run
 
     args = _export_parser().parse_args(argv)
-    print(export_run(args.run_dir, args.out))
+    print(export_run(args.run_dir, args.out, dit_dtype=torch.bfloat16 if args.bf16 else None))
     return 0
 
 

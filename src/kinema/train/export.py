@@ -53,14 +53,21 @@ def model_index(config: TrainConfig, step: int) -> ModelIndex:
 
 
 def export_model(
-    directory: str | Path, dit: DiT, vae: torch.nn.Module, config: TrainConfig, step: int
+    directory: str | Path,
+    dit: DiT,
+    vae: torch.nn.Module,
+    config: TrainConfig,
+    step: int,
+    dit_dtype: torch.dtype | None = None,
 ) -> Path:
-    return save_model(directory, vae, dit, model_index(config, step))
+    return save_model(directory, vae, dit, model_index(config, step), dit_dtype=dit_dtype)
 
 
-def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def export_run(
+    run_dir: str | Path, out: str | Path | None = None, dit_dtype: torch.dtype | None = None
+) -> Path:
     """EMA weights of `run_dir`'s latest checkpoint + its VAE -> a model folder (default
-    RUN_DIR/model)."""
+    RUN_DIR/model); `dit_dtype=torch.bfloat16` stores the transformer in bfloat16."""
     from kinema.compression.vae import CausalVAE
 
     run_dir = Path(run_dir)
@@ -76,7 +83,8 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     dit = DiT(config.model.dit_config())
     dit.load_state_dict(ckpt.ema, strict=True)
     vae = CausalVAE.from_pretrained(config.model.vae)
-    return export_model(out if out is not None else run_dir / "model", dit, vae, config, ckpt.step)
+    target = out if out is not None else run_dir / "model"
+    return export_model(target, dit, vae, config, ckpt.step, dit_dtype)
 
 
 def _encode_prompt(text_encoder: Any, prompt: str) -> torch.Tensor:
