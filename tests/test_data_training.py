@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from kinema.cli import main
 from kinema.compression.vae import PRESETS, CausalVAE
@@ -202,3 +203,11 @@ def test_cache_command(records, vae, tmp_path, monkeypatch, capsys):
     data = CachedData(config(), out, PATCH)
     assert all(s.latents.shape == (4, 2, 16, 16) for s in data.samples(0))
     assert np.isfinite([s.latents.sum().item() for s in data.samples(1)]).all()
+    # bfloat16 encoding: recorded in cache.json, latents close to the float32 ones
+    half = tmp_path / "cache-bf16"
+    assert main([*argv[:5], str(half), *argv[6:], "--bf16"]) == 0
+    assert json.loads((half / "cache.json").read_text())["settings"]["bf16"] is True
+    full, low = (load_file(c / "shards" / "shard-000000.safetensors") for c in (out, half))
+    for key in (k for k in full if k.endswith(".latents")):
+        assert low[key].dtype == torch.float32
+        assert (low[key] - full[key]).abs().max() < 0.1 * full[key].abs().max()

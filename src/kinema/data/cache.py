@@ -80,6 +80,7 @@ class CacheSettings:
     max_frames: int = 33  # frames from each clip's start, cut to 1 + k * time_compression
     patch: Triple = (1, 2, 2)  # the DiT patch: frame sides are multiples of sc * patch
     shard_size: int = 64  # records per shard (a unit of work and of resuming)
+    bf16: bool = False  # encode under bfloat16 autocast (~4x faster on CPUs with AVX512-BF16)
 
     def __post_init__(self) -> None:
         for name in ("pixel_budget", "max_frames", "shard_size"):
@@ -102,6 +103,7 @@ class CacheSettings:
             "max_frames": self.max_frames,
             "patch": list(self.patch),
             "shard_size": self.shard_size,
+            "bf16": self.bf16,
         }
 
 
@@ -259,7 +261,7 @@ def _encode_shard(
             skipped.append((record.path, why))
             lines.append({"record": i, "path": record.path, "error": why})
             continue
-        latents = encode_frames(vae, frames)  # (C, t, h, w)
+        latents = encode_frames(vae, frames, settings.bf16)  # (C, t, h, w) float32
         tensors[f"{i}.latents"] = latents.contiguous()
         for name, tokens in zip(
             ("prompt", "caption"), text.encode([record.prompt, record.caption]), strict=True

@@ -53,13 +53,14 @@ def read_clip_frames(record: ClipRecord, plan: ClipPlan) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode_frames(vae: torch.nn.Module, frames: np.ndarray) -> Tensor:
+def encode_frames(vae: torch.nn.Module, frames: np.ndarray, bf16: bool = False) -> Tensor:
     """uint8 frames ``(T, H, W, 3)`` -> the VAE's normalized latents ``(C, t, h, w)`` (float32,
-    on the CPU)."""
+    on the CPU); ``bf16`` runs the encoder under bfloat16 autocast."""
     param = next(vae.parameters())
     video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, H, W)
     video = video[None].to(param.device, param.dtype) / 127.5 - 1.0  # (1, 3, T, H, W) in [-1, 1]
-    return vae.encode(video)[0].float().cpu()  # (C, t, h, w)
+    with torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=bf16):
+        return vae.encode(video)[0].float().cpu()  # (C, t, h, w)
 
 
 def text_of(record: ClipRecord, choice: TextChoice) -> str | None:
