@@ -304,3 +304,13 @@ def test_demo(capsys, tmp_path, monkeypatch):
         seen.add((frames.shape[2], frames.shape[1]))
     assert seen == {(64, 64), (96, 64), (64, 96)}
     assert "seed 0" in out
+
+
+def test_demo_without_a_shipped_model_renders_the_world(capsys, tmp_path, monkeypatch):
+    import kinema.hub
+
+    monkeypatch.setattr(kinema.hub, "DEFAULT_MODEL_DIR", tmp_path / "no-model")
+    code, out, err = run(capsys, "demo", "--out", str(tmp_path / "demo"))
+    assert code == 0, err
+    assert "no shipped model" in out and "WorldBench overall" in out
+    assert len(list((tmp_path / "demo").glob("clip_*.mp4"))) == 3

@@ -80,9 +80,14 @@ def _add_demo(commands) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """One clip per aspect ratio, written as mp4 with a JSON sidecar each."""
+    """One clip per aspect ratio, written as mp4 with a JSON sidecar each. Without a model
+    folder (none given and none shipped yet), render and score world clips instead."""
+    from kinema.hub import DEFAULT_MODEL_DIR, INDEX_NAME
     from kinema.pipeline import Pipeline, save_output
 
+    if args.model is None and not (DEFAULT_MODEL_DIR / INDEX_NAME).is_file():
+        print(f"no shipped model at {DEFAULT_MODEL_DIR} yet: rendering world clips instead")
+        return _world_demo(Path(args.out), args.seed)
     pipe = Pipeline.from_pretrained(args.model)
     print(f"model: {pipe.model_dir}\nprompt: {args.prompt!r}, seed {args.seed}")
     for width, height in DEMO_SIZES:
@@ -90,6 +95,21 @@ def run_demo(args: argparse.Namespace) -> int:
         path, _ = save_output(out, Path(args.out) / f"demo_{width}x{height}.mp4")
         seconds = out.timings["total"]
         print(f"{width:>3}x{height:<3} {out.num_frames} frames  {seconds:5.1f} s  {path}")
+    return 0
+
+
+def _world_demo(out: Path, seed: int) -> int:
+    """Render one world clip per aspect ratio and score it with WorldBench."""
+    from kinema.world.dataset import make_world, read_manifest
+    from kinema.world.evaluate import evaluate_manifest
+
+    manifest = make_world(out, n=len(DEMO_SIZES), seed=seed, sizes=DEMO_SIZES, progress=False)
+    records = read_manifest(manifest)
+    report = evaluate_manifest(records, workers=1, progress=False)
+    for record, clip in zip(records, report["clips"], strict=True):
+        size = f"{record['width']}x{record['height']}"
+        print(f"{clip['overall']:.2f}  {size:>6}  {record['path']}\n        {record['prompt']}")
+    print(f"WorldBench overall {report['overall']:.3f} on {report['n']} clips")
     return 0
 
 
