@@ -306,6 +306,30 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
         capsys, "generate", "x", "-o", str(out), "--model", str(model_dir), "--width", "20"
     )
     assert code == 2 and "nearest valid width: 16 or 24" in err
+    argv = [
+        "generate",
+        "a red ball",
+        "-o",
+        str(out),
+        "--model",
+        str(model_dir),
+        "--expand",
+        "world",
+    ]
+    code, stdout, err = run_cli(capsys, *argv, "--seed", "3")
+    assert code == 0, err
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["original_prompt"] == "a red ball" and record["prompt"] != "a red ball"
+    assert f"expanded prompt: {record['prompt']}" in stdout
+
+
+def test_expand_prompt_option(pipe):
+    plain = pipe("a red ball", seed=5)
+    assert plain.settings.original_prompt is None and plain.settings.prompt == "a red ball"
+    expanded = pipe("a red ball", seed=5, expand_prompt=True)
+    assert expanded.settings.original_prompt == "a red ball"
+    assert "red" in expanded.settings.prompt and len(expanded.settings.prompt) > 20
+    assert not np.array_equal(plain.frames, expanded.frames)  # generated from the expansion
 
 
 def test_seam_ratio():

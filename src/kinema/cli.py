@@ -282,11 +282,18 @@ def _add_generate(commands) -> None:
     p.add_argument("--seed", type=int, default=-1, help="-1: random (printed)")
     p.add_argument("--context-latents", type=int, default=2, help="context of extend/long/loop")
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    p.add_argument(
+        "--expand",
+        choices=["world", "llm"],
+        default=None,
+        help="expand the prompt first: the offline world expander, or an LLM (KINEMA_LLM_*)",
+    )
 
 
 def run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from kinema.language.expand import load_expander
     from kinema.pipeline import Pipeline, resolve_seed, save_output
 
     pipe = Pipeline.from_pretrained(args.model)
@@ -316,11 +323,14 @@ def run_generate(args: argparse.Namespace) -> int:
             seed=seed,
             context_latents=args.context_latents,
             callback=progress,
+            expand_prompt=False if args.expand is None else load_expander(args.expand),
             **inputs,
         )
     finally:
         for bar in bars:
             bar.close()
+    if out.settings.original_prompt is not None:
+        print(f"expanded prompt: {out.settings.prompt}")
     written, sidecar = save_output(out, args.out, inputs={k: v for k, v in inputs.items() if v})
     print(f"{written} ({out.num_frames} frames, {out.timings['total']:.1f} s)\nsidecar: {sidecar}")
     return 0

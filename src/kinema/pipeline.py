@@ -19,6 +19,7 @@ Stable API (the studio and the CLI call exactly this)::
         generator=None,                # or a torch.Generator (exclusive with seed)
         callback=None,                 # callback(StepInfo) after every sampling step
         output_type="np",              # "np": uint8 frames; "latent": latents only
+        expand_prompt=False,           # True: the offline world expander; or any Expander
     )
     out.frames   # (T, H, W, 3) uint8 (None for output_type="latent")
     out.fps, out.seed, out.mode
@@ -50,6 +51,7 @@ import json
 import math
 import secrets
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -63,6 +65,7 @@ from kinema.compression.vae import CausalVAE
 from kinema.diffusion import generate_latents
 from kinema.flow import token_shift
 from kinema.hub import ModelIndex, load_model
+from kinema.language.expand import Expander, load_expander
 from kinema.modes import (
     Mode,
     ModeInputs,
@@ -146,6 +149,7 @@ class Settings:
     context_latents: int
     window_frames: int  # frames of each chained window (long, extend)
     model: str | None  # the model folder
+    original_prompt: str | None = None  # the user's prompt when `prompt` is its expansion
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
@@ -418,13 +422,22 @@ class Pipeline:
         window_frames: int | None = None,
         output_type: OutputType | str = OutputType.NP,
         callback: Callable[[StepInfo], None] | None = None,
+        expand_prompt: bool | Expander = False,
     ) -> PipelineOutput:
         """Generate a video (see the module docstring for every argument)."""
         start = time.perf_counter()
-        # 1. defaults, sizes and seed
+        # 1. defaults, sizes, seed and the prompt (expanded if asked)
         d = self.index.defaults
         output_type = _parse_output_type(output_type)
         seed, generator = resolve_seed(seed, generator)
+        original_prompt = None
+        if expand_prompt:
+            expander = load_expander() if expand_prompt is True else expand_prompt
+            expansion = expander.expand(prompt, seed)
+            for warning in expansion.warnings:
+                warnings.warn(f"prompt expansion: {warning}", stacklevel=2)
+            if expansion.expanded:
+                original_prompt, prompt = prompt, expansion.prompt
         geometry = self.geometry(window_frames, context_latents)
         settings = Settings(
             prompt=prompt,
@@ -445,6 +458,7 @@ class Pipeline:
             context_latents=context_latents,
             window_frames=geometry.frames(geometry.window_latents),
             model=None if self.model_dir is None else str(self.model_dir),
+            original_prompt=original_prompt,
         )
         self._check_settings(settings)
         # 2. inputs, and the mode's timeline and windows
