@@ -9,7 +9,7 @@ import torch
 
 from kinema.compression.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kinema.compression.data import MixedClipDataset, WorldSource
-from kinema.compression.losses import kl_divergence, psnr, ssim
+from kinema.compression.losses import chroma, kl_divergence, psnr, reconstruction_loss, ssim
 from kinema.compression.train import VAETrainConfig, VAETrainer, apply_overrides, learning_rate
 from kinema.compression.vae import CausalVAE
 
@@ -53,6 +53,20 @@ def test_metrics_match_closed_forms():
     mean, logvar = torch.zeros(4), torch.zeros(4)
     assert kl_divergence(mean, logvar).item() == 0.0
     assert kl_divergence(torch.ones(4), logvar).item() == pytest.approx(0.5)
+
+
+def test_chroma_term_penalizes_lost_colour_only():
+    gray = torch.zeros(1, 3, 2, 8, 8)
+    red = torch.zeros(1, 3, 2, 8, 8)
+    red[:, 0], red[:, 1], red[:, 2] = 1.0, -1.0, -1.0
+    assert chroma(gray).abs().max() == 0  # grey has no chroma
+    luma_only = gray + 0.5  # a brighter grey: no chroma error
+    base, _ = reconstruction_loss(luma_only, gray, ssim_weight=0.0)
+    with_chroma, parts = reconstruction_loss(luma_only, gray, ssim_weight=0.0, chroma_weight=3.0)
+    assert torch.allclose(base, with_chroma) and parts["chroma_mse"] == 0.0
+    _, parts = reconstruction_loss(gray, red, ssim_weight=0.0, chroma_weight=1.0)
+    cb, cr = -0.168736 + 0.331264 - 0.5, 0.5 + 0.418688 + 0.081312  # chroma of (1, -1, -1)
+    assert parts["chroma_mse"] == pytest.approx((cb**2 + cr**2) / 2, rel=1e-5)
 
 
 def test_learning_rate_warms_up_and_decays():
