@@ -245,7 +245,7 @@ PRESETS: dict[str, TrainConfig] = {
             preset="tiny",
             overrides={"in_dim": 256},
             patch=(1, 4, 4),
-            vae="runs/vae-s4/vae",
+            vae="models/default/vae",
             text_encoder="minilm",
         ),
         data=DataSection(
