@@ -3,6 +3,7 @@ the latent cache (round trip against OnlineData, resume, `kinema cache`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -136,6 +137,15 @@ def test_corrupt_videos_are_replaced_counted_and_capped(records, vae, tmp_path):
     with pytest.raises(TooManyCorruptVideosError, match=r"1 unreadable videos, more than "
                        r"max_corrupt=0: .*corrupt.mp4"):  # fmt: skip
         strict.samples(step)
+
+
+def test_cache_stores_clips_with_the_same_prompt(records, vae, tmp_path):
+    same = [dataclasses.replace(r, prompt="a red ball", caption="a red ball") for r in records[:3]]
+    settings = CacheSettings(pixel_budget=64 * 64, max_frames=5, patch=PATCH, shard_size=3)
+    report = build_cache(same, vae, FakeTextEncoder(), tmp_path / "c", settings, progress=False)
+    assert report.written == 1 and not report.skipped
+    tensors = load_file(tmp_path / "c" / "shards" / "shard-000000.safetensors")
+    assert torch.equal(tensors["0.prompt"], tensors["2.caption"])
 
 
 def test_cache_resumes_and_matches_online_data(records, vae, tmp_path):

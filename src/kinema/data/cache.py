@@ -267,7 +267,8 @@ def _encode_shard(
             ("prompt", "caption"), text.encode([record.prompt, record.caption]), strict=True
         ):
             if len(tokens):
-                tensors[f"{i}.{name}"] = tokens.contiguous()  # (L, D)
+                # a copy: equal texts share one cached tensor, and safetensors refuses shared memory
+                tensors[f"{i}.{name}"] = tokens.clone()  # (L, D)
         lines.append(
             {
                 "record": i,
