@@ -18,7 +18,6 @@ hash in ``model_index.json`` before it reads a tensor (safetensors only).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from kinema.atomic import atomic_directory
 from kinema.compression.vae import CausalVAE
+from kinema.text import sha256_file
 from kinema.transformer import DiT, DiTConfig
 from kinema.transformer.layers import AttentionBackend
 
@@ -123,14 +123,6 @@ class LoadedModel:
     dit: DiT
     index: ModelIndex
     directory: Path
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _finite_tensors(module: torch.nn.Module, dtype: torch.dtype | None, what: str) -> dict:
