@@ -408,8 +408,13 @@ class CachedData:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Clips loaded by this process; records the cache skipped as unreadable."""
-        return {"clips": self._clips, "skipped": len(self.errors), "entries": len(self.entries)}
+        """Counters (summed over ranks and resumes): clips loaded by this process."""
+        return {"clips": self._clips}
+
+    @property
+    def facts(self) -> dict[str, int]:
+        """Fixed facts of the cache: readable records, records it skipped as unreadable."""
+        return {"cache_entries": len(self.entries), "cache_unreadable": len(self.errors)}
 
     def _load(self, plan: ClipPlan) -> TrainingSample:
         entry = self.entries[plan.source]

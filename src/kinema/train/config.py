@@ -92,6 +92,10 @@ class ModelConfig:
     vae: str | None = None  # VAE folder (CausalVAE.save_pretrained): online data, samples, export
     text_encoder: str = "minilm"  # kinema.text.load_text_encoder spec: "minilm" or a local folder
     text_max_length: int = 64  # tokens per prompt (samples; written into exported models)
+    # rectified-flow timestep shift for training and sampling (written into exported models);
+    # None: kinema.flow.token_shift of each clip's token count. Larger values train and sample
+    # more at high noise, where a clip's layout is decided.
+    timestep_shift: float | None = None
 
     def dit_config(self) -> DiTConfig:
         """The preset with `overrides` applied, type-checked (errors name model.overrides.KEY)."""
@@ -247,6 +251,7 @@ PRESETS: dict[str, TrainConfig] = {
             patch=(1, 4, 4),
             vae="models/default/vae",
             text_encoder="minilm",
+            timestep_shift=3.0,  # 144 large tokens need more high-noise training than 1.0
         ),
         data=DataSection(
             source=DataSource.CACHED,
@@ -259,7 +264,7 @@ PRESETS: dict[str, TrainConfig] = {
         ),
         optim=OptimConfig(lr=5e-4, warmup_steps=200, weight_decay=0.0),
         ema_decay=0.999,
-        steps=4500,
+        steps=5500,
         out_dir="runs/dit-world-tiny",
         checkpoint_every=250,
         log_every=10,

@@ -37,6 +37,7 @@ def model_index(config: TrainConfig, step: int) -> ModelIndex:
             fps=s.fps,
             num_inference_steps=s.steps,
             guidance_scale=s.guidance_scale,
+            shift=config.model.timestep_shift,
         ),
         extra={
             "training": {
@@ -117,6 +118,7 @@ def render_prompts(
             patch,
             steps=s.steps,
             guidance_scale=s.guidance_scale,
+            shift=config.model.timestep_shift,
             generator=torch.Generator().manual_seed(s.seed + i),
         )
         video = vae.decode(latents[None].to(device), num_frames=s.num_frames)  # (1, 3, T, H, W)

@@ -10,7 +10,8 @@ and returns a mean. A data-parallel step needs two things more:
   backpropagates ``sse_r / global_count * world_size`` and the averaged gradient is exactly the
   gradient of ``sum_r sse_r / global_count``, the one-process loss of the whole batch.
 
-The math is the same as `flow_matching_loss`: logit-normal t per clip shifted by its token count,
+The math is the same as `flow_matching_loss`: logit-normal t per clip shifted by its token count
+(or by a fixed shift),
 clean conditioning tokens at t = 0 and out of the loss, target ``noise - x0``.
 """
 
@@ -82,8 +83,10 @@ def noisy_batch(
     generators: list[torch.Generator],
     logit_mean: float = 0.0,
     logit_std: float = 1.0,
+    shift: float | None = None,
 ) -> FlowBatch:
-    """Pack clips and noise each to its own t with its own generator."""
+    """Pack clips and noise each to its own t with its own generator; t is shifted by `shift`,
+    or by the clip's token count (`kinema.flow.token_shift`) when it is None."""
     if len(generators) != len(samples):
         raise ValueError(f"need one generator per clip, got {len(generators)} for {len(samples)}")
     batch = pack_batch(samples, patch)
@@ -92,7 +95,7 @@ def noisy_batch(
     t_clips, noise = [], []
     for n, g in zip(packed.lengths, generators, strict=True):
         t = sample_logit_normal((1,), logit_mean, logit_std, g)  # (1,)
-        t_clips.append(shift_timesteps(t, token_shift(n)))
+        t_clips.append(shift_timesteps(t, token_shift(n) if shift is None else shift))
         noise.append(torch.randn((n, x0.shape[1]), generator=g))  # (n, D)
     t_clip = torch.cat(t_clips)  # (B,)
     noise = torch.cat(noise)  # (N, D)

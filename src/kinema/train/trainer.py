@@ -217,7 +217,7 @@ class Trainer:
             return placeholder_batch(self.dit_config.in_dim, self.dit_config.text_dim), 0
         indices = range(info.rank, info.rank + len(samples) * info.world_size, info.world_size)
         generators = [clip_generator(cfg.seed, step, i) for i in indices]
-        batch = noisy_batch(samples, self.patch, generators)
+        batch = noisy_batch(samples, self.patch, generators, shift=cfg.model.timestep_shift)
         return batch, batch.num_tokens
 
     def train_step(self, step: int) -> StepResult:
@@ -269,7 +269,7 @@ class Trainer:
     # --- checkpoints ---------------------------------------------------------------------------
 
     def data_stats(self) -> dict[str, int]:
-        """The data source's counters summed over ranks, plus those before a resume."""
+        """The data source's counters (`stats`) summed over ranks, plus those before a resume."""
         total = dict(self.data_stats_offset)
         for stats in all_gather_objects(dict(self.data.stats)):
             for key, value in stats.items():
@@ -396,6 +396,7 @@ class Trainer:
         data = self.data_stats()
         if metrics is None:
             return
+        data.update(getattr(self.data, "facts", {}))  # fixed facts of the source, not summed
         row = {
             "step": self.step,
             "loss": result.loss if not result.skipped else None,
