@@ -264,7 +264,7 @@ PRESETS: dict[str, TrainConfig] = {
         ),
         optim=OptimConfig(lr=5e-4, warmup_steps=200, weight_decay=0.0),
         ema_decay=0.999,
-        steps=5500,
+        steps=4600,
         out_dir="runs/dit-world-tiny",
         checkpoint_every=250,
         log_every=10,
