@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -27,6 +29,10 @@ def test_round_trip_and_bf16(tmp_path):
         "transformer/config.json",
         "transformer/model.safetensors",
     }
+    mask = os.umask(0)
+    os.umask(mask)
+    for rel in loaded.index.files:  # the usual file mode, not the 0600 some writers create
+        assert (folder / rel).stat().st_mode & 0o777 == 0o666 & ~mask, rel
     half = load_model(save_model(tmp_path / "h", vae, dit, ModelIndex(), dit_dtype=torch.bfloat16))
     for k, v in dit.state_dict().items():
         assert torch.equal(half.dit.state_dict()[k], v.to(torch.bfloat16).float()), k

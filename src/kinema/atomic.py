@@ -54,6 +54,8 @@ def atomic_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual mode
     try:
         yield tmp
+        for path in tmp.rglob("*"):  # writers such as safetensors create 0600 files
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~_umask())
         old = None
         if directory.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
