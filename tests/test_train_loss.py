@@ -14,7 +14,8 @@ PATCH = (1, 2, 2)
 def _samples() -> list[TrainingSample]:
     g = torch.Generator().manual_seed(0)
     return [
-        TrainingSample(torch.randn(4, 3, 8, 8, generator=g), torch.randn(5, 16, generator=g)),
+        # 5 x 16 x 16 = 1,280 tokens: token_shift is above 1 here (it is 1 below 256 tokens)
+        TrainingSample(torch.randn(4, 5, 32, 32, generator=g), torch.randn(5, 16, generator=g)),
         TrainingSample(torch.randn(4, 1, 8, 12, generator=g), torch.zeros(0, 16)),
     ]
 
@@ -27,7 +28,7 @@ def _clip_times(shift: float | None) -> list[float]:
 
 
 def _expected(shift_of_tokens) -> list[float]:
-    tokens = [3 * 4 * 4, 1 * 4 * 6]
+    tokens = [5 * 16 * 16, 1 * 4 * 6]
     out = []
     for i, n in enumerate(tokens):
         t = sample_logit_normal((1,), 0.0, 1.0, clip_generator(0, 7, i))
@@ -36,7 +37,9 @@ def _expected(shift_of_tokens) -> list[float]:
 
 
 def test_default_shift_follows_token_count():
+    assert token_shift(5 * 16 * 16) > 1.0
     assert _clip_times(None) == _expected(token_shift)
+    assert _clip_times(None) != _expected(lambda n: 1.0)
 
 
 def test_fixed_shift_moves_every_clip_to_higher_noise():

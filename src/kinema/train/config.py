@@ -554,6 +554,8 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"samples.every must be >= 0 (0: never), got {config.samples.every}")
     if any(p < 1 for p in config.model.patch):
         raise ConfigError(f"model.patch must be positive, got {config.model.patch}")
+    if config.model.timestep_shift is not None:
+        _positive(config.model.timestep_shift, "model.timestep_shift")
     if config.stage == Stage.VAE:
         if config.parallel.strategy != Strategy.NONE:
             raise ConfigError("stage vae runs in one process: set parallel.strategy to none")
