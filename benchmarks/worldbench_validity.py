@@ -6,8 +6,9 @@
 2. Shuffled: the same videos against another clip's spec (chance level).
 3. Noise: uniform random videos against the specs.
 4. One attribute changed: a clip re-rendered with another color, another shape, time reversed, the
-   opposite pan, the occluder removed, or the trail removed, scored against the original spec; the
-   rate at which exactly the changed attribute's check (and no other) fails.
+   opposite pan, the occluder removed, the trail removed, or a colored floor in another color,
+   scored against the original spec; the rate at which exactly the changed attribute's check (and
+   no other) fails.
 
 Prints tables and writes JSON (default benchmarks/results/worldbench_validity.json).
 """
@@ -85,6 +86,12 @@ def _remove_trail(spec: SceneSpec):
     return render_scene(_with_object(spec, trail=False)), {("trail", _object_name(spec))}
 
 
+def _refloor(spec: SceneSpec):
+    taken = {o.color for o in spec.objects} | {spec.floor}
+    other = next(c for c in Color if c not in taken)
+    return render_scene(dataclasses.replace(spec, floor=other)), {("color", "floor")}
+
+
 FLIPS = [
     Flip("another color", Scenario.FREE, None, lambda s: True, _recolor),
     Flip("another shape", Scenario.FREE, None, lambda s: True, _reshape),
@@ -107,6 +114,13 @@ FLIPS = [
     ),
     Flip("occluder removed", Scenario.OCCLUDE, None, lambda s: True, _remove_occluder),
     Flip("trail removed", Scenario.PAINT, None, lambda s: True, _remove_trail),
+    Flip(
+        "another floor color",
+        Scenario.FREE,
+        None,
+        lambda s: isinstance(s.floor, Color),
+        _refloor,
+    ),
 ]
 
 

@@ -14,7 +14,7 @@ from kinema.world.dataset import make_world, read_manifest
 from kinema.world.evaluate import derangement, evaluate_manifest
 from kinema.world.render import render_scene
 from kinema.world.sampler import Scenario, is_valid, sample_scene
-from kinema.world.spec import Camera, Color, Motion, SceneSpec, Shape
+from kinema.world.spec import Camera, Color, Motion, SceneSpec, Shape, Tone
 
 SIZES = [(64, 64), (96, 64), (64, 96)]
 
@@ -173,3 +173,38 @@ def test_analysis_does_not_depend_on_spec():
 def test_bad_frames_raise_value_error():
     with pytest.raises(ValueError, match="uint8"):
         analyze_video(np.zeros((4, 8, 8, 3), np.float32))
+
+
+# --- colored floors ----------------------------------------------------------------------------
+
+
+def _colored_floor(camera: Camera) -> SceneSpec:
+    return _find(lambda s: isinstance(s.floor, Color), scenario=Scenario.FREE, camera=camera)
+
+
+@pytest.mark.parametrize("camera", [Camera.STATIC, Camera.PAN_LEFT, Camera.ZOOM_OUT])
+def test_colored_floor_is_found_and_is_not_an_object(tmp_path, camera):
+    spec = _colored_floor(camera)
+    analysis = analyze_video(_mp4(tmp_path, render_scene(spec), spec.fps))
+    assert analysis.floor is spec.floor
+    assert {t.color for t in analysis.tracks} == {o.color for o in spec.objects}
+    result = score_video(analysis, spec)
+    assert ("color", "floor") in {(c.category, c.name) for c in result.checks}
+    assert result.overall == 1.0, [c for c in result.checks if not c.passed]
+
+
+def test_changed_floor_color_fails_only_the_floor_check(tmp_path):
+    spec = _colored_floor(Camera.STATIC)
+    taken = {o.color for o in spec.objects} | {spec.floor}
+    other = next(c for c in Color if c not in taken)
+    frames = _mp4(tmp_path, render_scene(dataclasses.replace(spec, floor=other)), spec.fps)
+    assert _failed(frames, spec) == {("color", "floor")}
+    gray = _mp4(tmp_path, render_scene(dataclasses.replace(spec, floor=Tone.GRAY)), spec.fps)
+    assert analyze_video(gray).floor is None
+    assert _failed(gray, spec) == {("color", "floor")}
+
+
+def test_tone_floor_asks_for_no_floor_check():
+    spec = _find(lambda s: isinstance(s.floor, Tone), scenario=Scenario.FREE)
+    result = bench_video(render_scene(spec), spec)
+    assert all(c.name != "floor" for c in result.checks) and result.overall == 1.0

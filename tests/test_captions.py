@@ -75,9 +75,13 @@ def test_samples_cover_the_vocabulary(captioned):
 def test_every_object_color_and_shape_is_named(captioned):
     for spec, prompt, caption in captioned:
         present = {o.color.value for o in spec.objects}
+        floor = {spec.floor.value} if isinstance(spec.floor, Color) else set()
         for text in (prompt, caption):
             assert all(_has(text, c) for c in present), (spec.objects, text)
-            assert not any(_has(text, c.value) for c in Color if c.value not in present), text
+            named = {c.value for c in Color if _has(text, c.value)}
+            assert named <= present | floor, text
+            if floor:  # a colored floor is said in both texts
+                assert _has(text, f"{spec.floor.value} floor"), text
             for obj in spec.objects:
                 assert any(_has(text, w) for w in VOCAB[f"shape.{obj.shape.value}"]), text
 
@@ -95,7 +99,8 @@ def test_prompt_names_motion_and_moving_camera(captioned):
             if obj.motion is Motion.LINEAR:
                 assert all(group & words for group in DIRECTION_KEYWORDS[obj.direction]), prompt
             elif obj.motion is Motion.FALL:
-                assert {"falls", "drops"} & words and "bounces" in words, prompt
+                on_floor = isinstance(spec.floor, Color) and _has(prompt, "bounces on a")
+                assert ({"falls", "drops"} & words or on_floor) and "bounces" in words, prompt
             elif obj.motion is Motion.COLLIDE:
                 assert {"collide", "bump"} & words and "bounce" in words, prompt
         if spec.camera is not Camera.STATIC:

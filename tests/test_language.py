@@ -145,6 +145,7 @@ def test_parser_reads_every_world_short_prompt() -> None:
                 assert mention.direction is obj.direction, prompt
         assert (parsed.camera or Camera.STATIC) is spec.camera, prompt
         assert parsed.has_pillar == (spec.occluder is not None), prompt
+        assert parsed.floor is (spec.floor if isinstance(spec.floor, Color) else None), prompt
         assert parsed.unknown_words == [], prompt
 
 
@@ -179,6 +180,24 @@ def test_world_expander_keeps_what_was_said_and_fills_the_rest() -> None:
     (obj,) = spec.objects
     assert (obj.color, obj.shape, obj.motion) == (Color.RED, Shape.CIRCLE, Motion.FALL)
     assert spec.floor is not None and spec.camera is Camera.STATIC
+
+
+def test_colored_floor_is_read_and_kept_apart_from_the_objects() -> None:
+    parsed = parse_world_prompt("a red ball bounces on a blue floor")
+    (ball,) = parsed.objects
+    assert (ball.color, ball.shape, ball.motion) == (Color.RED, Shape.CIRCLE, Motion.FALL)
+    assert parsed.floor is Color.BLUE and parsed.unknown_words == []
+    assert parse_world_prompt("a red ball bounces on a dark gray floor").floor is Tone.DARK_GRAY
+    for seed in range(8):  # objects the prompt leaves uncolored never take the floor's color
+        spec = scene_from_prompt(
+            parse_world_prompt("a ball and a box fall on a blue floor"), np.random.default_rng(seed)
+        )
+        assert spec.floor is Color.BLUE
+        assert Color.BLUE not in {o.color for o in spec.objects}
+    out = WorldExpander().expand("a red ball bounces on a blue floor", seed=0)
+    assert out.expanded and "blue floor" in out.prompt.lower() and out.warnings == ()
+    out = WorldExpander().expand("a blue ball bounces on a blue floor", seed=0)
+    assert not out.expanded and "both blue" in out.warnings[0]
 
 
 def test_world_expander_is_deterministic_given_a_seed() -> None:

@@ -202,6 +202,24 @@ def test_spec_rejects_duplicate_colors_and_bad_object_counts():
         SceneSpec.from_dict(data)
 
 
+def test_colored_floor_round_trips_and_must_differ_from_the_objects():
+    spec = make_spec([obj(Color.RED, y=0.6, motion=Motion.FALL, height=0.2)], floor=Color.BLUE)
+    back = SceneSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert back == spec and back.floor is Color.BLUE
+    assert SceneSpec.from_dict({**spec.to_dict(), "floor": "dark gray"}).floor is Tone.DARK_GRAY
+    with pytest.raises(ValueError, match="both red"):
+        make_spec([obj(Color.RED)], floor=Color.RED)
+    with pytest.raises(ValueError, match=r"floor 'plaid' is neither.*'light gray'.*'blue'"):
+        SceneSpec.from_dict({**spec.to_dict(), "floor": "plaid"})
+
+
+def test_colored_floor_is_painted_in_its_color():
+    spec = make_spec([obj(Color.RED, y=0.3)], floor=Color.BLUE)
+    frames = render_scene(spec)
+    assert tuple(frames[0, -2, 5]) == COLOR_RGB[Color.BLUE]
+    assert tuple(frames[0, 2, 5]) == TONE_RGB[Tone.GRAY]
+
+
 def test_spec_rejects_bad_sizes_and_patterns():
     with pytest.raises(ValueError, match="accent"):
         Background(tone=Tone.GRAY, pattern=Pattern.CHECKERED)
@@ -624,6 +642,16 @@ def test_sampler_covers_every_scenario_and_camera():
     assert all(is_valid(s) for s in specs)
     assert set(Counter(s.extras["scenario"] for s in specs)) == {s.value for s in Scenario}
     assert set(Counter(s.camera for s in specs)) == set(Camera)
+
+
+def test_sampler_draws_tone_and_color_floors_apart_from_the_objects():
+    rng = np.random.default_rng(11)
+    floors = [s for s in (sample_scene(rng, scenario=Scenario.FREE) for _ in range(200)) if s.floor]
+    colored = [s for s in floors if isinstance(s.floor, Color)]
+    assert 0.3 < len(colored) / len(floors) < 0.7  # COLORED_FLOOR_PROBABILITY = 0.5
+    assert all(s.floor not in {o.color for o in s.objects} for s in colored)
+    toned = [s for s in floors if isinstance(s.floor, Tone)]
+    assert toned and all(s.floor is not s.background.tone for s in toned)
 
 
 @pytest.mark.parametrize("scenario", list(Scenario))

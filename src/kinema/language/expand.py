@@ -36,6 +36,7 @@ from kinema.world.spec import (
     Camera,
     Color,
     Direction,
+    Floor,
     Motion,
     ObjectSpec,
     Occluder,
@@ -113,7 +114,9 @@ def _fill_background(prompt: WorldPrompt, rng: np.random.Generator) -> Backgroun
     return Background(tone=tone, pattern=pattern, accent=accent)
 
 
-def _fill_colors(objects: list[ObjectMention], rng: np.random.Generator) -> list[Color]:
+def _fill_colors(
+    objects: list[ObjectMention], floor: Floor | None, rng: np.random.Generator
+) -> list[Color]:
     said = [o.color for o in objects if o.color is not None]
     repeated = sorted({c.value for c in said if said.count(c) > 1})
     if repeated:
@@ -121,7 +124,12 @@ def _fill_colors(objects: list[ObjectMention], rng: np.random.Generator) -> list
             f"two objects are both {' and '.join(repeated)}; each object in a world scene has "
             f"its own color ({', '.join(c.value for c in Color)})"
         )
-    free = [c for c in Color if c not in said]
+    if floor in said:
+        raise SceneError(
+            f"the floor and an object are both {floor.value}; a colored floor needs a color no "
+            "object has"
+        )
+    free = [c for c in Color if c not in said and c is not floor]
     free = [free[i] for i in rng.permutation(len(free))]
     return [o.color if o.color is not None else free.pop() for o in objects]
 
@@ -173,7 +181,7 @@ def scene_from_prompt(prompt: WorldPrompt, rng: np.random.Generator) -> SceneSpe
         n = len(prompt.objects)
         raise SceneError(f"a world scene has 1 to 3 objects, the prompt names {n}")
     mentions = _order(prompt.objects)
-    colors = _fill_colors(mentions, rng)
+    colors = _fill_colors(mentions, prompt.floor, rng)
     n = len(mentions)
     objects = [
         _fill_object(m, c, rng, x=(i + 1) / (n + 1))

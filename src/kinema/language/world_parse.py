@@ -24,7 +24,19 @@ from kinema.world.captions import (
     SHAPE_WORDS,
     SPEED_WORDS,
 )
-from kinema.world.spec import Camera, Color, Direction, Motion, Pattern, Shape, Size, Speed, Tone
+from kinema.world.spec import (
+    Camera,
+    Color,
+    Direction,
+    Floor,
+    Motion,
+    Pattern,
+    Shape,
+    Size,
+    Speed,
+    Tone,
+    floor_from_value,
+)
 
 __all__ = ["ObjectMention", "WorldPrompt", "parse_world_prompt"]
 
@@ -53,7 +65,7 @@ class WorldPrompt:
     background_tone: Tone | None = None
     background_pattern: Pattern | None = None
     background_accent: Tone | None = None
-    floor: Tone | None = None
+    floor: Floor | None = None  # a tone, or an object color ("a blue floor")
     pillar: Tone | None = None  # the pillar's tone, when the prompt names its tone
     has_pillar: bool = False
     unknown_words: list[str] = field(default_factory=list)  # words outside the vocabulary
@@ -134,7 +146,7 @@ BACKGROUND_RES += [
     ),
     (re.compile(rf"\b(?:(?P<tone>{TONE}) )?(?:background|backdrop)\b"), None),
 ]
-FLOOR_RE = re.compile(rf"\b(?:(?P<tone>{TONE}) )?(?:floor|ground)\b")
+FLOOR_RE = re.compile(rf"\b(?:(?P<tone>{TONE}) |(?P<color>{COLOR}) )?(?:floor|ground)\b")
 PILLAR_RE = re.compile(
     rf"\b(?:passing |slipping |going )?(?:behind|past) (?:an? |the )?(?:(?P<tone>{TONE}) )?"
     r"(?:pillar|column|wall|post)\b"
@@ -314,8 +326,8 @@ def parse_world_prompt(prompt: str) -> WorldPrompt:
     result.objects = [m for m, _, _ in mentions]
     _pair_colliders(result.objects, collisions)
     floor = text.take(FLOOR_RE)
-    if floor is not None and floor.group("tone"):
-        result.floor = Tone(floor.group("tone"))
+    if floor is not None and (floor.group("tone") or floor.group("color")):
+        result.floor = floor_from_value(floor.group("tone") or floor.group("color"))
     if result.has_pillar and not any(o.occluded for o in result.objects) and result.objects:
         result.objects[0].occluded = True  # "behind a pillar, a red ball moves left"
     result.unknown_words = [w for w in text.unread_words() if w not in FUNCTION_WORDS]

@@ -4,7 +4,7 @@ A video is analyzed once, without looking at any spec (`analyze_video`): per pal
 object's blob in every frame; the camera's motion from the background. Then `score_video` compares
 that analysis with a spec and returns pass/fail checks in eight categories:
 
-    color       each object's color is present
+    color       each object's color is present, and a colored floor's
     shape       each object's shape (template IoU)
     count       as many objects as asked
     motion      each object's initial direction in the world (camera motion removed), or stillness
@@ -55,6 +55,7 @@ from kinema.world.vision import (
     color_labels,
     disk,
     estimate_camera,
+    find_floor,
     largest_blob,
 )
 
@@ -89,6 +90,7 @@ class VideoAnalysis:
     tracks: list[Track]
     camera: CameraMotion
     paint_labels: np.ndarray  # (T, H, W) the same with a looser saturation, for paint strokes
+    floor: Color | None = None  # the colored floor (a tone floor is background)
 
     @property
     def unit(self) -> int:
@@ -126,6 +128,8 @@ def analyze_video(frames: np.ndarray) -> VideoAnalysis:
     T, H, W, _ = frames.shape
     unit = min(H, W)
     labels = color_labels(frames)
+    floor, floor_pixels = find_floor(labels)
+    labels[floor_pixels] = -1  # the floor is background: no object, and it shows the camera
     camera = estimate_camera(frames, objects=labels >= 0)
     radii = [opening_radius(unit, z) for z in camera.zoom]
     min_areas = 0.3 * math.pi * (SIZE_RADIUS[Size.SMALL] * unit * camera.zoom) ** 2
@@ -146,7 +150,7 @@ def analyze_video(frames: np.ndarray) -> VideoAnalysis:
             )
         )
     paint = color_labels(frames, MIN_PAINT_SATURATION)
-    return VideoAnalysis(H, W, T, tracks, camera, paint)
+    return VideoAnalysis(H, W, T, tracks, camera, paint, floor)
 
 
 def opening_radius(unit: int, zoom: float = 1.0) -> int:
@@ -195,6 +199,8 @@ def score_video(analysis: VideoAnalysis, spec: SceneSpec) -> BenchResult:
             checks.append(_bounce_check(name, obj.motion, obj.direction, track, unit))
         if obj.trail:
             checks.append(_trail_check(name, analysis, spec, i, track))
+    if isinstance(spec.floor, Color):
+        checks.append(_attribute_check("color", "floor", spec.floor, analysis.floor))
     found, want = len(analysis.tracks), len(spec.objects)
     checks.append(Check("count", "objects", found == want, f"found {found}, want {want}"))
     checks.append(_camera_check(analysis, spec))

@@ -3,7 +3,8 @@
 Every phrase is drawn from the synonym tables and templates below with a `numpy.random.Generator`,
 so a model sees varied language for one scene; the same spec and rng state give the same text.
 Object colors are always the literal `Color` values (never a synonym), so text can be matched back
-to a spec; background, floor and pillar tones are `Tone` values, which no color word overlaps.
+to a spec; background and pillar tones are `Tone` values, which no color word overlaps. A floor is
+a tone or a color; a colored floor is named in the short prompt too ("bounces on a blue floor").
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from kinema.world.spec import (
     Camera,
+    Color,
     Direction,
     Motion,
     ObjectSpec,
@@ -120,6 +122,12 @@ OCCLUDE_DETAILED = [
 PAIR_DETAILED = ["{a} and {b}; they {verb}", "{a} while {b}, until the two {verb}"]
 INTRO = ["{count} {noun} on {bg}", "the scene shows {count} {noun} against {bg}"]
 FLOOR = ["a {tone} floor runs along the bottom", "there is a {tone} floor at the bottom"]
+# A falling object's verb phrase when its floor is colored (tone floors go unsaid in prompts).
+FALL_ON_FLOOR = [
+    "bounces on a {floor} floor",
+    "falls and bounces on a {floor} floor",
+    "drops and bounces on a {floor} floor",
+]
 
 
 def _pick(rng: np.random.Generator, options: list[str]) -> str:
@@ -168,6 +176,9 @@ def _prompt_clause(spec: SceneSpec, i: int, rng: np.random.Generator) -> str:
     """ "a green triangle slides left behind a gray pillar"."""
     obj = spec.objects[i]
     vp = _verb_phrase(obj, rng, speed=rng.random() < 0.3)
+    falling = [k for k, o in enumerate(spec.objects) if o.motion is Motion.FALL]
+    if isinstance(spec.floor, Color) and falling[:1] == [i]:  # said once, by the first faller
+        vp = _pick(rng, FALL_ON_FLOOR).format(floor=spec.floor.value)
     if spec.occluder is not None and i == 0:  # the sampler's occluded mover is the first object
         tone, pillar = spec.occluder.tone.value, _pick(rng, PILLAR_WORDS)
         vp = _pick(rng, OCCLUDE_PROMPT).format(vp=vp, tone=tone, pillar=pillar)

@@ -18,6 +18,7 @@ from kinema.world.spec import (
     Pattern,
     SceneSpec,
     Shape,
+    floor_rgb,
 )
 
 _SQRT5 = float(np.sqrt(5.0))
@@ -33,7 +34,7 @@ def render_scene(spec: SceneSpec) -> np.ndarray:
         alpha = pattern_coverage(spec.background, wx, wy, px)
         _over(image, alpha, TONE_RGB[spec.background.accent])  # type: ignore[index]
     if spec.floor is not None:
-        _over(image, _coverage(spec.floor_y - wy, px), TONE_RGB[spec.floor])
+        _over(image, _coverage(spec.floor_y - wy, px), floor_rgb(spec.floor))
     paths = object_paths(spec)  # (N, T, 2)
     for obj, path in zip(spec.objects, paths, strict=True):
         if obj.trail:

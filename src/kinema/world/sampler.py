@@ -23,6 +23,7 @@ from kinema.world.spec import (
     Camera,
     Color,
     Direction,
+    Floor,
     Motion,
     ObjectSpec,
     Occluder,
@@ -59,6 +60,7 @@ CAMERA_WEIGHTS: dict[Camera, float] = {
     Camera.ZOOM_IN: 0.08,
     Camera.ZOOM_OUT: 0.08,
 }
+COLORED_FLOOR_PROBABILITY = 0.5  # a falling object's floor is an object color, else a tone
 MARGIN = 0.03  # world units kept between an object and the frame edge or another object
 TRIES_PER_SCENARIO = 60
 MAX_TRIES = 600
@@ -117,7 +119,7 @@ def sample_scene(
             extras={"scenario": scen.value},
         )
         if any(o.motion is Motion.FALL for o in objects):
-            spec.floor = _pick(rng, [t for t in Tone if t is not spec.background.tone])
+            spec.floor = _sample_floor(rng, spec)
         if scen is Scenario.OCCLUDE:
             spec.occluder = _sample_occluder(rng, spec)
         occluded_as_asked = spec.occluder is not None or scen is not Scenario.OCCLUDE
@@ -286,6 +288,14 @@ def _sample_background(rng: np.random.Generator, textured: bool) -> Background:
     return Background(
         tone=tone, pattern=pattern, accent=accent, cell=float(rng.uniform(0.09, 0.14))
     )
+
+
+def _sample_floor(rng: np.random.Generator, spec: SceneSpec) -> Floor:
+    """A color that no object has, or a tone other than the background's."""
+    if rng.random() < COLORED_FLOOR_PROBABILITY:
+        taken = {o.color for o in spec.objects}
+        return _pick(rng, [c for c in Color if c not in taken])
+    return _pick(rng, [t for t in Tone if t is not spec.background.tone])
 
 
 def _sample_occluder(rng: np.random.Generator, spec: SceneSpec) -> Occluder | None:

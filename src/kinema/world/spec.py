@@ -59,6 +59,26 @@ TONE_RGB: dict[Tone, tuple[int, int, int]] = {
     Tone.BLACK: (20, 20, 22),
 }
 
+# A floor is a neutral tone or one of the object colors ("a red ball bounces on a blue floor").
+# Tone and Color values share no word, so a floor's value alone says which it is.
+Floor = Tone | Color
+
+
+def floor_from_value(value: str) -> Floor:
+    """The tone or color named by `value` ("gray", "blue"); ValueError lists the valid names."""
+    for kind in (Tone, Color):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    valid = [t.value for t in Tone] + [c.value for c in Color]
+    raise ValueError(f"floor {value!r} is neither a tone nor a color; valid: {valid}")
+
+
+def floor_rgb(floor: Floor) -> tuple[int, int, int]:
+    """The floor's paint: a tone's gray or an object color's RGB."""
+    return COLOR_RGB[floor] if isinstance(floor, Color) else TONE_RGB[floor]
+
 
 class Pattern(StrEnum):
     PLAIN = "plain"
@@ -197,7 +217,7 @@ class SceneSpec:
     background: Background
     camera: Camera = Camera.STATIC
     occluder: Occluder | None = None
-    floor: Tone | None = None  # a floor band (present when something falls)
+    floor: Floor | None = None  # a floor band (present when something falls): a tone or a color
     width: int = 64
     height: int = 64
     num_frames: int = 33
@@ -210,6 +230,11 @@ class SceneSpec:
         colors = [o.color for o in self.objects]
         if len(set(colors)) != len(colors):
             raise ValueError(f"object colors must be distinct within a scene, got {colors}")
+        if isinstance(self.floor, Color) and self.floor in colors:
+            raise ValueError(
+                f"a colored floor must differ from every object's color: the floor and an "
+                f"object are both {self.floor.value}"
+            )
         if self.width < 8 or self.height < 8:
             raise ValueError(f"width and height must be >= 8, got {self.width}x{self.height}")
         if self.num_frames < 1:
@@ -258,7 +283,7 @@ class SceneSpec:
                 background=background,
                 camera=Camera(data.get("camera", "static")),
                 occluder=occluder,
-                floor=Tone(data["floor"]) if data.get("floor") else None,
+                floor=floor_from_value(data["floor"]) if data.get("floor") else None,
                 width=int(data.get("width", 64)),
                 height=int(data.get("height", 64)),
                 num_frames=int(data.get("num_frames", 33)),

@@ -7,6 +7,7 @@ correlation with a scale search. Everything works on uint8 frames (T, H, W, 3).
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,8 @@ from kinema.world.render import shape_distance
 from kinema.world.spec import COLOR_RGB, Color, Shape
 
 # A pixel belongs to an object color when it is saturated and bright enough; its color is the
-# palette color with the nearest hue. Background, floor and occluder tones are all unsaturated.
+# palette color with the nearest hue. Background and occluder tones are all unsaturated; a floor
+# may be colored, and `find_floor` tells it from the objects.
 MIN_SATURATION = 0.4
 MIN_VALUE = 0.3
 MAX_HUE_DISTANCE = 20.0  # degrees
@@ -48,6 +50,32 @@ def color_labels(frames: np.ndarray, min_saturation: float = MIN_SATURATION) -> 
     nearest = dist.argmin(-1)
     ok = (s >= min_saturation) & (v >= MIN_VALUE) & (dist.min(-1) <= MAX_HUE_DISTANCE)
     return np.where(ok, nearest, -1).astype(np.int8)
+
+
+# A floor is drawn down to the bottom edge of every frame that shows it, across the whole width;
+# objects always stay inside the view. So a color that fills the bottom row is a floor's.
+FLOOR_ROW_FRACTION = 0.9  # of the bottom row's pixels
+MIN_FLOOR_FRAMES = 0.3  # fraction of the frames that must show the floor
+
+
+def find_floor(labels: np.ndarray) -> tuple[Color | None, np.ndarray]:
+    """A colored floor in `color_labels` output (T, H, W): its color and a (T, H, W) mask of its
+    pixels (the regions of that color touching the bottom row); (None, all False) if none."""
+    T, _, W = labels.shape
+    votes: Counter[int] = Counter()
+    for row in labels[:, -1, :]:  # (W,) bottom row of each frame
+        values, counts = np.unique(row[row >= 0], return_counts=True)
+        if len(counts) and counts.max() >= FLOOR_ROW_FRACTION * W:
+            votes[int(values[counts.argmax()])] += 1
+    mask = np.zeros(labels.shape, dtype=bool)
+    if not votes or votes.most_common(1)[0][1] < MIN_FLOOR_FRAMES * T:
+        return None, mask
+    index = votes.most_common(1)[0][0]
+    for t in range(T):
+        regions, _ = ndimage.label(labels[t] == index)
+        touching = np.unique(regions[-1][regions[-1] > 0])
+        mask[t] = np.isin(regions, touching)
+    return PALETTE[index], mask
 
 
 def disk(radius: int) -> np.ndarray:
