@@ -306,11 +306,39 @@ def test_demo(capsys, tmp_path, monkeypatch):
     assert "seed 0" in out
 
 
-def test_demo_without_a_shipped_model_renders_the_world(capsys, tmp_path, monkeypatch):
+def test_demo_without_a_shipped_model_renders_the_prompt_with_the_world(
+    capsys, tmp_path, monkeypatch
+):
     import kinema.hub
 
     monkeypatch.setattr(kinema.hub, "DEFAULT_MODEL_DIR", tmp_path / "no-model")
     code, out, err = run(capsys, "demo", "--out", str(tmp_path / "demo"))
     assert code == 0, err
-    assert "no shipped model" in out and "WorldBench overall" in out
-    assert len(list((tmp_path / "demo").glob("clip_*.mp4"))) == 3
+    assert "no shipped model" in out and out.count("WorldBench 1.00") == 3
+    for width, height in ((64, 64), (96, 64), (64, 96)):
+        path = tmp_path / "demo" / f"demo_{width}x{height}.mp4"
+        assert read_video(path).frames.shape[1:3] == (height, width)
+        record = json.loads(path.with_suffix(".json").read_text())
+        assert (
+            record["source"] == "world" and record["prompt"] == "a red ball bounces on a blue floor"
+        )
+        spec = record["spec"]
+        assert spec["floor"] == "blue"
+        assert [(o["color"], o["shape"], o["motion"]) for o in spec["objects"]] == [
+            ("red", "circle", "fall")
+        ]
+
+
+def test_world_render_writes_the_prompt_and_names_what_it_cannot_show(capsys, tmp_path):
+    out = tmp_path / "ball.mp4"
+    code, text, err = run(
+        capsys, "world", "render", "a green box slides to the right behind a pillar", "-o", str(out)
+    )
+    assert code == 0, err
+    assert "WorldBench 1.00" in text
+    record = json.loads(out.with_suffix(".json").read_text())
+    (box,) = record["spec"]["objects"]
+    assert (box["color"], box["shape"], box["direction"]) == ("green", "square", "right")
+    assert record["spec"]["occluder"] is not None and record["worldbench"] == 1.0
+    code, _, err = run(capsys, "world", "render", "a cat plays the piano", "-o", str(out))
+    assert code != 0 and "no object of the world" in err

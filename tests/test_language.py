@@ -27,7 +27,9 @@ from kinema.language.caption import CaptionJob, RateLimiter, keyframes, recaptio
 from kinema.language.expand import (
     ExpanderKind,
     LLMExpander,
+    SceneError,
     WorldExpander,
+    layout_scene,
     load_expander,
     scene_from_prompt,
 )
@@ -40,9 +42,11 @@ from kinema.language.openai_client import (
     MalformedReplyError,
 )
 from kinema.language.world_parse import parse_world_prompt
+from kinema.world.bench import bench_video
 from kinema.world.captions import MOTION_WORDS, SHAPE_WORDS, short_prompt
 from kinema.world.dataset import make_world
-from kinema.world.sampler import sample_scene
+from kinema.world.render import render_scene
+from kinema.world.sampler import is_valid, sample_scene
 from kinema.world.spec import Camera, Color, Direction, Motion, Shape, Size, Speed, Tone
 
 # --- a fake OpenAI-compatible server ------------------------------------------------------------
@@ -467,3 +471,38 @@ def test_caption_job_checks_its_arguments(tmp_path) -> None:
         CaptionJob(tmp_path / "m.jsonl", tmp_path / "o.jsonl", keyframes=0)
     with pytest.raises(ValueError, match="differ"):
         CaptionJob(tmp_path / "m.jsonl", tmp_path / "m.jsonl")
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 64), (64, 96)])
+def test_layout_scene_renders_what_the_prompt_says(size) -> None:
+    prompts = [
+        "a red ball bounces on a blue floor",
+        "a big purple disc paints a line as it moves down",
+        "a yellow triangle moves right behind a dark gray pillar",
+        "a red ball and a blue box collide, camera pans up",
+    ]
+    for seed, prompt in enumerate(prompts):
+        parsed = parse_world_prompt(prompt)
+        spec = layout_scene(parsed, np.random.default_rng(seed), *size)
+        assert (spec.width, spec.height) == size and is_valid(spec)
+        assert bench_video(render_scene(spec), spec).overall == 1.0, prompt
+        for mention, obj in zip(parsed.objects, spec.objects, strict=True):
+            assert (obj.color, obj.shape) == (mention.color, mention.shape), prompt
+            assert mention.size in (None, obj.size) and mention.trail == obj.trail, prompt
+    ball = layout_scene(parse_world_prompt(prompts[0]), np.random.default_rng(0), *size)
+    assert ball.floor is Color.BLUE and ball.objects[0].motion is Motion.FALL
+    pillar = layout_scene(parse_world_prompt(prompts[2]), np.random.default_rng(0), *size)
+    assert pillar.occluder is not None and pillar.occluder.tone is Tone.DARK_GRAY
+    assert pillar.objects[0].direction is Direction.RIGHT
+
+
+def test_layout_scene_says_what_cannot_be_shown() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(SceneError, match="no object"):
+        layout_scene(parse_world_prompt("a cat plays the piano"), rng)
+    with pytest.raises(SceneError, match="both blue"):
+        layout_scene(parse_world_prompt("a blue ball bounces on a blue floor"), rng)
+    # a fast object crossing a square frame against a pan cannot stay in view
+    impossible = parse_world_prompt("a green box slides quickly left as the camera pans right")
+    with pytest.raises(SceneError, match=r"camera pan right at 64x64.*tries"):
+        layout_scene(impossible, rng)

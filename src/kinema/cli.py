@@ -81,13 +81,16 @@ def _add_demo(commands) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """One clip per aspect ratio, written as mp4 with a JSON sidecar each. Without a model
-    folder (none given and none shipped yet), render and score world clips instead."""
+    folder (none given and none shipped yet), the world renders the prompt's scene instead."""
     from kinema.hub import DEFAULT_MODEL_DIR, INDEX_NAME
     from kinema.pipeline import Pipeline, save_output
 
     if args.model is None and not (DEFAULT_MODEL_DIR / INDEX_NAME).is_file():
-        print(f"no shipped model at {DEFAULT_MODEL_DIR} yet: rendering world clips instead")
-        return _world_demo(Path(args.out), args.seed)
+        print(
+            f"no shipped model at {DEFAULT_MODEL_DIR} yet: Kinema's world renders the prompt's "
+            "scene instead (what a model trained on the world learns to generate)"
+        )
+        return _world_demo(args.prompt, Path(args.out), args.seed)
     pipe = Pipeline.from_pretrained(args.model)
     print(f"model: {pipe.model_dir}\nprompt: {args.prompt!r}, seed {args.seed}")
     for width, height in DEMO_SIZES:
@@ -98,18 +101,14 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _world_demo(out: Path, seed: int) -> int:
-    """Render one world clip per aspect ratio and score it with WorldBench."""
-    from kinema.world.dataset import make_world, read_manifest
-    from kinema.world.evaluate import evaluate_manifest
-
-    manifest = make_world(out, n=len(DEMO_SIZES), seed=seed, sizes=DEMO_SIZES, progress=False)
-    records = read_manifest(manifest)
-    report = evaluate_manifest(records, workers=1, progress=False)
-    for record, clip in zip(records, report["clips"], strict=True):
-        size = f"{record['width']}x{record['height']}"
-        print(f"{clip['overall']:.2f}  {size:>6}  {record['path']}\n        {record['prompt']}")
-    print(f"WorldBench overall {report['overall']:.3f} on {report['n']} clips")
+def _world_demo(prompt: str, out: Path, seed: int) -> int:
+    """Render the prompt's scene with the world at each demo size and score it with WorldBench."""
+    print(f"prompt: {prompt!r}, seed {seed}")
+    for width, height in DEMO_SIZES:
+        path, overall = _render_prompt(
+            prompt, out / f"demo_{width}x{height}.mp4", width, height, 33, 8.0, seed
+        )
+        print(f"{width:>3}x{height:<3} WorldBench {overall:.2f}  {path}")
     return 0
 
 
@@ -135,6 +134,14 @@ def _add_world(commands) -> None:
         action="store_true",
         help="leave out WorldBench's held-out (color, shape) pairs (for training sets)",
     )
+    p = _command(world, "render", "render a prompt's scene with the world", run_world_render)
+    p.add_argument("prompt", help='a prompt in the world\'s words ("a red ball bounces")')
+    p.add_argument("-o", "--out", required=True, help="output .mp4 (a .json sidecar beside it)")
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--height", type=int, default=64)
+    p.add_argument("--frames", type=int, default=33, help="frames (default 33)")
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="picks what the prompt leaves open")
     p = _command(world, "suite", "regenerate WorldBench's prompt suites", run_world_suite)
     p.add_argument("--out", required=True, help="path of the suite .jsonl to write")
     p.add_argument(
@@ -165,6 +172,49 @@ def run_world_make(args: argparse.Namespace) -> int:
     )
     print(manifest)
     return 0
+
+
+def run_world_render(args: argparse.Namespace) -> int:
+    path, overall = _render_prompt(
+        args.prompt, Path(args.out), args.width, args.height, args.frames, args.fps, args.seed
+    )
+    print(f"{path}  (WorldBench {overall:.2f} against the prompt's scene)")
+    return 0
+
+
+def _render_prompt(
+    prompt: str, out: Path, width: int, height: int, frames: int, fps: float, seed: int
+) -> tuple[Path, float]:
+    """Lay out, render and write the world's scene for `prompt`, with a JSON sidecar (the spec,
+    its caption and its WorldBench score read back from the file); returns (mp4, score)."""
+    import numpy as np
+
+    from kinema.language.expand import layout_scene
+    from kinema.language.world_parse import parse_world_prompt
+    from kinema.video import read_video, write_video
+    from kinema.world.bench import bench_video
+    from kinema.world.captions import detailed_caption
+    from kinema.world.render import render_scene
+
+    parsed = parse_world_prompt(prompt)
+    if parsed.unknown_words:
+        print(f"not in the world's vocabulary, left out: {', '.join(parsed.unknown_words)}")
+    rng = np.random.default_rng(seed)
+    spec = layout_scene(parsed, rng, width, height, frames, fps)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = write_video(out, render_scene(spec), fps=fps)
+    overall = bench_video(read_video(path).frames, spec).overall
+    record = {
+        "prompt": prompt,
+        "seed": seed,
+        "source": "world",  # rendered by Kinema's procedural world, not generated by a model
+        "caption": detailed_caption(spec, rng),
+        "worldbench": overall,
+        "spec": spec.to_dict(),
+        "output": str(path),
+    }
+    path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    return path, overall
 
 
 def run_world_suite(args: argparse.Namespace) -> int:

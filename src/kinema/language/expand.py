@@ -19,8 +19,9 @@ pipeline's ``expand_prompt`` option all go through it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from itertools import permutations
 from typing import Protocol
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from kinema.language.openai_client import ChatClient, EndpointConfig, EndpointError
 from kinema.language.world_parse import ObjectMention, WorldPrompt, parse_world_prompt
 from kinema.world.captions import detailed_caption, short_prompt
-from kinema.world.sampler import Scenario, sample_scene
+from kinema.world.sampler import Scenario, is_valid, sample_scene
 from kinema.world.spec import (
     FLOOR_HEIGHT,
     SIZE_RADIUS,
@@ -55,6 +56,7 @@ __all__ = [
     "LLMExpander",
     "PassThroughExpander",
     "WorldExpander",
+    "layout_scene",
     "load_expander",
     "scene_from_prompt",
 ]
@@ -204,6 +206,104 @@ def scene_from_prompt(prompt: WorldPrompt, rng: np.random.Generator) -> SceneSpe
         occluder=occluder,
         floor=floor,
     )
+
+
+LAYOUT_TRIES = 3000  # scenes drawn by `layout_scene` before it gives up
+
+
+def layout_scene(
+    prompt: WorldPrompt,
+    rng: np.random.Generator,
+    width: int = 64,
+    height: int = 64,
+    num_frames: int = 33,
+    fps: float = 8.0,
+) -> SceneSpec:
+    """A scene the renderer can draw with everything `prompt` says.
+
+    `scene_from_prompt` only describes a scene (its positions are nominal). Here the world's own
+    sampler draws scenes of the prompt's scenario and camera until one holds the objects asked
+    for (count, motions, directions, speeds, sizes, trail, pillar); those are then painted in the
+    prompt's colors and shapes, and the floor, background and pillar it names are set. The result
+    passes `is_valid`: objects stay in view, never overlap, and an occlusion really happens.
+    Raises SceneError when the world cannot show the prompt or no drawn scene fits.
+    """
+    if not prompt.objects:
+        raise SceneError("no object of the world (a colored circle, square or triangle) is named")
+    if len(prompt.objects) > 3:
+        n = len(prompt.objects)
+        raise SceneError(f"a world scene has 1 to 3 objects, the prompt names {n}")
+    mentions = _order(prompt.objects)
+    colors = _fill_colors(mentions, prompt.floor, rng)
+    scenario = Scenario.FREE
+    if any(m.occluded for m in mentions):
+        scenario = Scenario.OCCLUDE
+    elif any(m.motion is Motion.COLLIDE for m in mentions):
+        scenario = Scenario.COLLIDE
+    elif any(m.trail for m in mentions):
+        scenario = Scenario.PAINT
+    camera = prompt.camera or Camera.STATIC
+    for _ in range(LAYOUT_TRIES):
+        try:
+            drawn = sample_scene(rng, width, height, num_frames, fps, scenario, camera)
+        except RuntimeError as e:
+            raise SceneError(str(e)) from None
+        objects = _match_objects(drawn, mentions)
+        if objects is None:
+            continue
+        painted = [
+            replace(o, color=c, shape=m.shape or o.shape)
+            for o, m, c in zip(objects, mentions, colors, strict=True)
+        ]
+        spec = _dress(replace(drawn, objects=painted), prompt, colors, rng)
+        if is_valid(spec):
+            return spec
+    raise SceneError(
+        f"no {scenario.value} scene with camera {camera.value} at {width}x{height}, "
+        f"{num_frames} frames holds these objects ({LAYOUT_TRIES} tries); fewer constraints "
+        "(no size, speed or direction) or a longer clip fit more easily"
+    )
+
+
+def _match_objects(drawn: SceneSpec, mentions: list[ObjectMention]) -> list[ObjectSpec] | None:
+    """The drawn objects in the order of the mentions they can stand for, or None. Object 0 of a
+    scene with a pillar is the one that passes behind it."""
+    if len(drawn.objects) != len(mentions):
+        return None
+    for perm in permutations(range(len(mentions))):
+        behind = [k == 0 and drawn.occluder is not None for k in perm]
+        chosen = [drawn.objects[k] for k in perm]
+        if all(map(_fits, chosen, mentions, behind)):
+            return chosen
+    return None
+
+
+def _fits(obj: ObjectSpec, mention: ObjectMention, behind_pillar: bool) -> bool:
+    motion = mention.motion or (Motion.LINEAR if mention.occluded else Motion.STATIC)
+    return (
+        obj.motion is motion
+        and mention.direction in (None, obj.direction)
+        and mention.speed in (None, obj.speed)
+        and mention.size in (None, obj.size)
+        and mention.trail == obj.trail
+        and mention.occluded == behind_pillar
+    )
+
+
+def _dress(
+    spec: SceneSpec, prompt: WorldPrompt, colors: list[Color], rng: np.random.Generator
+) -> SceneSpec:
+    """Set the background, floor and pillar tone the prompt names; keep the drawn ones else."""
+    said_background = prompt.background_tone or prompt.background_pattern
+    background = _fill_background(prompt, rng) if said_background else spec.background
+    floor = prompt.floor or spec.floor
+    if floor is not None and (floor in colors or floor is background.tone):
+        free = [c for c in Color if c not in colors] if isinstance(floor, Color) else list(Tone)
+        floor = _pick(rng, [f for f in free if f is not background.tone])
+    occluder = spec.occluder
+    if occluder is not None and prompt.pillar is not None:
+        occluder = replace(occluder, tone=prompt.pillar)
+    return replace(spec, background=background, floor=floor, occluder=occluder)
 
 
 @dataclass
