@@ -496,6 +496,13 @@ def test_layout_scene_renders_what_the_prompt_says(size) -> None:
     assert pillar.objects[0].direction is Direction.RIGHT
 
 
+def test_layout_scene_keeps_a_drawn_floor_apart_from_the_painted_colors() -> None:
+    parsed = parse_world_prompt("a red ball bounces")
+    for seed in range(40):  # the sampler draws floor colors for its own objects' colors
+        spec = layout_scene(parsed, np.random.default_rng(seed))
+        assert spec.floor is not None and spec.floor is not Color.RED
+
+
 def test_layout_scene_says_what_cannot_be_shown() -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(SceneError, match="no object"):

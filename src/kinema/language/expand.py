@@ -174,14 +174,18 @@ def _order(objects: list[ObjectMention]) -> list[ObjectMention]:
     return ordered
 
 
-def scene_from_prompt(prompt: WorldPrompt, rng: np.random.Generator) -> SceneSpec:
-    """A SceneSpec with everything `prompt` says and the rest drawn from `rng`. Positions are
-    nominal (left to right); the spec describes a scene, it is not laid out for rendering."""
+def _check_object_count(prompt: WorldPrompt) -> None:
     if not prompt.objects:
         raise SceneError("no object of the world (a colored circle, square or triangle) is named")
     if len(prompt.objects) > 3:
         n = len(prompt.objects)
         raise SceneError(f"a world scene has 1 to 3 objects, the prompt names {n}")
+
+
+def scene_from_prompt(prompt: WorldPrompt, rng: np.random.Generator) -> SceneSpec:
+    """A SceneSpec with everything `prompt` says and the rest drawn from `rng`. Positions are
+    nominal (left to right); the spec describes a scene, it is not laid out for rendering."""
+    _check_object_count(prompt)
     mentions = _order(prompt.objects)
     colors = _fill_colors(mentions, prompt.floor, rng)
     n = len(mentions)
@@ -228,11 +232,7 @@ def layout_scene(
     passes `is_valid`: objects stay in view, never overlap, and an occlusion really happens.
     Raises SceneError when the world cannot show the prompt or no drawn scene fits.
     """
-    if not prompt.objects:
-        raise SceneError("no object of the world (a colored circle, square or triangle) is named")
-    if len(prompt.objects) > 3:
-        n = len(prompt.objects)
-        raise SceneError(f"a world scene has 1 to 3 objects, the prompt names {n}")
+    _check_object_count(prompt)
     mentions = _order(prompt.objects)
     colors = _fill_colors(mentions, prompt.floor, rng)
     scenario = Scenario.FREE
@@ -255,7 +255,7 @@ def layout_scene(
             replace(o, color=c, shape=m.shape or o.shape)
             for o, m, c in zip(objects, mentions, colors, strict=True)
         ]
-        spec = _dress(replace(drawn, objects=painted), prompt, colors, rng)
+        spec = _dress(drawn, painted, prompt, rng)
         if is_valid(spec):
             return spec
     raise SceneError(
@@ -291,19 +291,21 @@ def _fits(obj: ObjectSpec, mention: ObjectMention, behind_pillar: bool) -> bool:
 
 
 def _dress(
-    spec: SceneSpec, prompt: WorldPrompt, colors: list[Color], rng: np.random.Generator
+    drawn: SceneSpec, objects: list[ObjectSpec], prompt: WorldPrompt, rng: np.random.Generator
 ) -> SceneSpec:
-    """Set the background, floor and pillar tone the prompt names; keep the drawn ones else."""
+    """The drawn scene with `objects`, and the background, floor and pillar tone the prompt
+    names (the drawn ones where it names none)."""
     said_background = prompt.background_tone or prompt.background_pattern
-    background = _fill_background(prompt, rng) if said_background else spec.background
-    floor = prompt.floor or spec.floor
+    background = _fill_background(prompt, rng) if said_background else drawn.background
+    colors = [o.color for o in objects]
+    floor = prompt.floor or drawn.floor
     if floor is not None and (floor in colors or floor is background.tone):
         free = [c for c in Color if c not in colors] if isinstance(floor, Color) else list(Tone)
         floor = _pick(rng, [f for f in free if f is not background.tone])
-    occluder = spec.occluder
+    occluder = drawn.occluder
     if occluder is not None and prompt.pillar is not None:
         occluder = replace(occluder, tone=prompt.pillar)
-    return replace(spec, background=background, floor=floor, occluder=occluder)
+    return replace(drawn, objects=objects, background=background, floor=floor, occluder=occluder)
 
 
 @dataclass
