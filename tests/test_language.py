@@ -513,3 +513,11 @@ def test_layout_scene_says_what_cannot_be_shown() -> None:
     impossible = parse_world_prompt("a green box slides quickly left as the camera pans right")
     with pytest.raises(SceneError, match=r"camera pan right at 64x64.*tries"):
         layout_scene(impossible, rng)
+
+
+def test_layout_scene_keeps_the_floor_the_prompt_names() -> None:
+    parsed = parse_world_prompt("a red ball bounces on a gray floor")
+    for seed in range(40):  # the sampler draws gray backgrounds too: the background gives way
+        spec = layout_scene(parsed, np.random.default_rng(seed))
+        assert spec.floor is Tone.GRAY and spec.background.tone is not Tone.GRAY
+        assert spec.background.accent is not spec.background.tone

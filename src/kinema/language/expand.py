@@ -294,14 +294,22 @@ def _dress(
     drawn: SceneSpec, objects: list[ObjectSpec], prompt: WorldPrompt, rng: np.random.Generator
 ) -> SceneSpec:
     """The drawn scene with `objects`, and the background, floor and pillar tone the prompt
-    names (the drawn ones where it names none)."""
-    said_background = prompt.background_tone or prompt.background_pattern
-    background = _fill_background(prompt, rng) if said_background else drawn.background
-    colors = [o.color for o in objects]
+    names. What the prompt names is kept; a drawn part that clashes with it is redrawn (a drawn
+    floor in a painted object's color or in the background's tone, a drawn background in the
+    tone of the floor the prompt names)."""
+    background = drawn.background
+    if prompt.background_tone or prompt.background_pattern:
+        background = _fill_background(prompt, rng)
+    elif prompt.floor is not None and prompt.floor is background.tone:
+        taken = {prompt.floor, background.accent}
+        background = replace(background, tone=_pick(rng, [t for t in Tone if t not in taken]))
     floor = prompt.floor or drawn.floor
-    if floor is not None and (floor in colors or floor is background.tone):
-        free = [c for c in Color if c not in colors] if isinstance(floor, Color) else list(Tone)
-        floor = _pick(rng, [f for f in free if f is not background.tone])
+    if prompt.floor is None and floor is not None:
+        colors = [o.color for o in objects]
+        if floor in colors:
+            floor = _pick(rng, [c for c in Color if c not in colors])
+        elif floor is background.tone:
+            floor = _pick(rng, [t for t in Tone if t is not background.tone])
     occluder = drawn.occluder
     if occluder is not None and prompt.pillar is not None:
         occluder = replace(occluder, tone=prompt.pillar)
