@@ -162,3 +162,44 @@ def test_activation_checkpointing_changes_no_number(tmp_path):
         r["loss"] for r in rows(tmp_path / "plain")
     ]
     assert [n for n, _ in trainer.model.named_parameters()] == list(trainer.ema.shadow)
+
+
+def test_init_from_starts_a_new_run_from_another_runs_ema(tmp_path):
+    first = tmp_path / "first"
+    Trainer(tiny_config(first, "steps=3")).run(progress=False)
+    ema = load_file(latest_checkpoint(first) / "ema.safetensors")
+
+    # a run folder, its checkpoint folder: the EMA weights, bit for bit, at step 0
+    for source in (first, latest_checkpoint(first)):
+        trainer = Trainer(tiny_config(tmp_path / "second", f"model.init_from={source}"))
+        assert trainer.fresh_parameters == []
+        state = trainer.model.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in ema.items())
+        assert trainer.step == 0
+
+    # a model that adds the pooled-text path keeps it as built (zero output) and trains it
+    run = tmp_path / "pooled"
+    config = tiny_config(
+        run, f"model.init_from={first}", "model.overrides.pooled_text=true", "steps=2"
+    )
+    trainer = Trainer(config)
+    assert trainer.fresh_parameters and all(
+        n.startswith("pooled_text_embedder.") for n in trainer.fresh_parameters
+    )
+    assert not trainer.model.pooled_text_embedder.fc2.weight.any()
+    trainer.run(progress=False)
+    assert trainer.model.pooled_text_embedder.fc2.weight.any()
+
+
+def test_init_from_refuses_what_does_not_fit(tmp_path):
+    first = tmp_path / "first"
+    Trainer(tiny_config(first, "steps=2")).run(progress=False)
+    with pytest.raises(ValueError, match=r"other shapes blocks\.0\..* and \d+ more"):
+        Trainer(
+            tiny_config(tmp_path / "b", f"model.init_from={first}", "model.overrides.hidden=32")
+        )
+    with pytest.raises(ValueError, match="not a run, checkpoint or model folder"):
+        Trainer(tiny_config(tmp_path / "c", f"model.init_from={tmp_path / 'nowhere'}"))
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ValueError, match="has no complete checkpoint"):
+        Trainer(tiny_config(tmp_path / "d", f"model.init_from={tmp_path / 'empty'}"))

@@ -19,6 +19,7 @@ from kinema.transformer import (
     count_parameters,
     flops_per_token,
     get_preset,
+    pool_text,
     print_presets,
 )
 from kinema.transformer.layers import apply_rope, rope_angles, split_rope_dims
@@ -298,12 +299,64 @@ def test_sample_without_text(backend):
 
 
 # ------------------------------------------------------------------------------------------------
+# Pooled text vector
+# ------------------------------------------------------------------------------------------------
+
+
+def test_pool_text_means_per_sample():
+    text = torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 10.0], [7.0, 7.0]])
+    text_ids = torch.tensor([2, 2, -1, 0])  # sample 1 has no text, one padding token
+    sample_ids = torch.tensor([0, 0, 1, 2, 2, -1])
+    means, index = pool_text(text, text_ids, sample_ids)
+    pooled = means[index]
+    torch.testing.assert_close(pooled[0], torch.tensor([7.0, 7.0]))
+    torch.testing.assert_close(pooled[2], torch.zeros(2))  # dropped caption: zeros
+    torch.testing.assert_close(pooled[3], torch.tensor([2.0, 3.0]))
+    torch.testing.assert_close(pooled[5], torch.zeros(2))  # padding reads the zero row
+
+
+def test_pooled_text_starts_as_the_model_without_it():
+    plain = make_model()
+    pooled = DiT(dataclasses.replace(CONFIG, pooled_text=True)).eval()
+    missing = set(pooled.state_dict()) - set(plain.state_dict())
+    assert missing and all(k.startswith("pooled_text_embedder.") for k in missing)
+    pooled.load_state_dict(plain.state_dict(), strict=False)
+    inputs = pack(three_samples(), pad_video=2, pad_text=3)
+    torch.testing.assert_close(run(pooled, inputs), run(plain, inputs), atol=0, rtol=0)
+
+
+def test_pooled_text_reaches_every_token_through_adaln():
+    model = make_model(pooled_text=True)
+    with torch.no_grad():  # close the text path through cross-attention
+        for block in model.blocks:
+            block.cross_attn.proj.weight.zero_()
+            block.cross_attn.proj.bias.zero_()
+    samples = three_samples()
+    out = split_outputs(run(model, pack(samples)), samples)
+    samples[0].text = samples[0].text + 1.0  # another mean
+    changed = split_outputs(run(model, pack(samples)), samples)
+    assert (changed[0] - out[0]).abs().max() > 1e-3
+    for before, after in zip(out[1:], changed[1:], strict=True):
+        torch.testing.assert_close(after, before, atol=ATOL, rtol=0)
+
+
+def test_pooled_text_pack_equals_each_sample_alone():
+    model = make_model(pooled_text=True)
+    samples = three_samples()
+    samples[1].text = samples[1].text[:0]  # a dropped caption among the others
+    packed = split_outputs(run(model, pack(samples, pad_video=4, pad_text=5)), samples)
+    for sample, out in zip(samples, packed, strict=True):
+        torch.testing.assert_close(out, run(model, pack([sample])), atol=ATOL, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------------
 # Gradients
 # ------------------------------------------------------------------------------------------------
 
 
-def test_gradients_reach_every_parameter():
-    model = make_model().train()
+@pytest.mark.parametrize("pooled_text", [False, True])
+def test_gradients_reach_every_parameter(pooled_text):
+    model = make_model(pooled_text=pooled_text).train()
     samples = three_samples()
     inputs = pack(samples, pad_video=3, pad_text=2)
     out = model(**inputs)
@@ -330,11 +383,13 @@ def test_fresh_model_gradients_are_finite():
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("pooled_text", [False, True])
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_parameter_count_matches_model(name):
+def test_parameter_count_matches_model(name, pooled_text):
+    config = dataclasses.replace(PRESETS[name], pooled_text=pooled_text)
     with torch.device("meta"):  # no memory allocated, even for xl
-        model = DiT(PRESETS[name])
-    assert count_parameters(PRESETS[name]) == sum(p.numel() for p in model.parameters())
+        model = DiT(config)
+    assert count_parameters(config) == sum(p.numel() for p in model.parameters())
 
 
 def test_preset_sizes(capsys):

@@ -47,8 +47,10 @@ __all__ = [
     "gather_model_state",
     "gather_optimizer_state",
     "get_rng_state",
+    "initial_weights",
     "latest_checkpoint",
     "list_checkpoints",
+    "load_initial_weights",
     "load_model_state",
     "load_optimizer_state",
     "read_checkpoint",
@@ -238,3 +240,59 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     except (OSError, ValueError, KeyError, SafetensorError) as e:
         raise ValueError(f"cannot read checkpoint {path}: {e}") from e
     return Checkpoint(path, int(state["step"]), model, ema, optimizer, state)
+
+
+def initial_weights(path: str | Path) -> dict[str, Tensor]:
+    """DiT weights to start a new run from (``model.init_from``).
+
+    ``path`` is a run folder (the EMA of its latest checkpoint), a checkpoint folder (its EMA),
+    or an exported model folder (its ``transformer/``) or DiT folder.
+    """
+    path = Path(path)
+    if (path / CHECKPOINT_DIR).is_dir():
+        checkpoint = latest_checkpoint(path)
+        if checkpoint is None:
+            raise ValueError(f"model.init_from: run folder {path} has no complete checkpoint")
+        path = checkpoint
+    candidates = [
+        path / "ema.safetensors",
+        path / "transformer" / "model.safetensors",
+        path / "model.safetensors",
+    ]
+    file = next((c for c in candidates if c.is_file()), None)
+    if file is None:
+        raise ValueError(
+            f"model.init_from: {path} is not a run, checkpoint or model folder "
+            f"(none of {', '.join(str(c.relative_to(path)) for c in candidates)})"
+        )
+    try:
+        return load_file(str(file))
+    except (OSError, SafetensorError) as e:
+        raise ValueError(f"model.init_from: cannot read {file}: {e}") from e
+
+
+def load_initial_weights(model: nn.Module, tensors: dict[str, Tensor]) -> list[str]:
+    """Copy `tensors` into `model` (before any parallel wrapping); returns the names of the
+    model's parameters that `tensors` lacks, which keep their initial values (a part the new
+    model adds, such as a zero-initialized pooled-text path). Unknown names and shape mismatches
+    raise `ValueError` naming them."""
+    own = model.state_dict()
+    unexpected = sorted(set(tensors) - set(own))
+    mismatched = [
+        f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})"
+        for k, v in tensors.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if unexpected or mismatched:
+        parts = [f"unknown tensors {_few(unexpected)}"] if unexpected else []
+        parts += [f"other shapes {_few(mismatched)}"] if mismatched else []
+        raise ValueError("model.init_from does not fit this model: " + "; ".join(parts))
+    with torch.no_grad():
+        for name, value in tensors.items():
+            own[name].copy_(value.to(own[name].dtype))
+    return sorted(set(own) - set(tensors))
+
+
+def _few(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -96,6 +96,10 @@ class ModelConfig:
     # None: kinema.flow.token_shift of each clip's token count. Larger values train and sample
     # more at high noise, where a clip's layout is decided.
     timestep_shift: float | None = None
+    # start a new run from these DiT weights: a run folder (EMA of its latest checkpoint), a
+    # checkpoint folder or a model folder; parts the preset adds keep their initial values.
+    # A run that resumes from its own checkpoint ignores it.
+    init_from: str | None = None
 
     def dit_config(self) -> DiTConfig:
         """The preset with `overrides` applied, type-checked (errors name model.overrides.KEY)."""

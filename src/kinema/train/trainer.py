@@ -32,7 +32,9 @@ from kinema.train.checkpoint import (
     gather_model_state,
     gather_optimizer_state,
     get_rng_state,
+    initial_weights,
     latest_checkpoint,
+    load_initial_weights,
     load_model_state,
     load_optimizer_state,
     read_checkpoint,
@@ -123,6 +125,10 @@ class Trainer:
         self.dit_config = config.model.dit_config()
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = DiT(self.dit_config).to(self.info.device)  # names are the DiT's own
+        self.fresh_parameters: list[str] = []  # parameters model.init_from lacked (kept as built)
+        if config.model.init_from:
+            tensors = initial_weights(config.model.init_from)
+            self.fresh_parameters = load_initial_weights(self.model, tensors)
         self.forward_model = parallelize(self.model, config.parallel, self.info)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -348,6 +354,9 @@ class Trainer:
         )
         if resumed:
             bar.write(f"resumed from step {self.step} ({latest_checkpoint(self.out)})")
+        elif cfg.model.init_from:
+            fresh = ", ".join(self.fresh_parameters) or "none"
+            bar.write(f"started from {cfg.model.init_from}; parameters it lacked: {fresh}")
         start = time.perf_counter()
         window = [start, 0]  # (time, tokens) since the last metrics row
         try:

@@ -10,6 +10,7 @@ from kinema.transformer.dit import (
     count_parameters,
     flops_per_token,
     get_preset,
+    pool_text,
     print_presets,
 )
 from kinema.transformer.layers import AttentionBackend
@@ -22,5 +23,6 @@ __all__ = [
     "count_parameters",
     "flops_per_token",
     "get_preset",
+    "pool_text",
     "print_presets",
 ]

@@ -15,8 +15,10 @@ Design choices, and why:
   is computed once per forward by a projection shared by all blocks, plus a learned per-block
   offset (PixArt-alpha's "adaLN-single", also Wan's). Per-block adaLN MLPs (DiT) would cost about
   6 * hidden^2 parameters per block (a third of the model) and as many FLOPs per token per block.
-- Text enters through cross-attention only (no pooled text vector), restricted to the sample's own
-  text tokens, so a packed batch of samples behaves exactly like each sample alone.
+- Text enters through cross-attention, restricted to the sample's own text tokens, so a packed
+  batch of samples behaves exactly like each sample alone. With ``pooled_text`` the mean of the
+  sample's text features also joins the timestep embedding (the pooled vector of SD3 and Flux), so
+  global attributes such as colours reach every adaLN shift, scale and gate directly.
 - adaLN-Zero: gates, the cross-attention output and the final projection start at zero, so every
   block starts as the identity and the fresh model predicts exactly zero (see initialize_weights).
 """
@@ -52,6 +54,7 @@ __all__ = [
     "count_parameters",
     "flops_per_token",
     "get_preset",
+    "pool_text",
     "print_presets",
 ]
 
@@ -69,6 +72,9 @@ class DiTConfig:
     rope_theta: float = 10000.0  # RoPE base period
     qk_norm: bool = True  # RMSNorm on queries and keys of every head (self- and cross-attention)
     attention_backend: AttentionBackend = AttentionBackend.SDPA_SEGMENTS  # see AttentionBackend
+    # add an MLP of the mean of the sample's text features to the timestep embedding (adaLN);
+    # False: text enters through cross-attention only
+    pooled_text: bool = False
 
     def __post_init__(self) -> None:
         for name in ("in_dim", "hidden", "depth", "heads", "text_dim"):
@@ -192,6 +198,9 @@ class DiT(nn.Module):
         self.x_embedder = nn.Linear(config.in_dim, hidden)
         self.t_embedder = TimestepEmbedder(hidden)
         self.text_embedder = TextEmbedder(config.text_dim, hidden)
+        self.pooled_text_embedder = (
+            TextEmbedder(config.text_dim, hidden) if config.pooled_text else None
+        )
         # adaLN-single: one projection of the timestep embedding shared by all blocks
         self.time_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
         self.blocks = nn.ModuleList([DiTBlock(config) for _ in range(config.depth)])
@@ -215,6 +224,9 @@ class DiT(nn.Module):
         # scale and gate starts at 0 (gates closed, norms unmodulated)
         nn.init.zeros_(self.time_modulation[-1].weight)
         nn.init.zeros_(self.time_modulation[-1].bias)
+        # the pooled text vector starts at zero, so a model that gains it behaves as before
+        if self.pooled_text_embedder is not None:
+            nn.init.zeros_(self.pooled_text_embedder.fc2.weight)
         for block in self.blocks:
             nn.init.zeros_(block.modulation)
             # cross-attention has no gate: zero its output projection instead (as PixArt-alpha)
@@ -249,12 +261,15 @@ class DiT(nn.Module):
         rope = rope_angles(positions, cfg.rope_dims, cfg.rope_theta)  # (N, head_dim/2, 2)
 
         x = self.x_embedder(tokens)  # (N, hidden)
-        t_emb = self.t_embedder(timesteps)  # (N, hidden)
-        time_mod = self.time_modulation(t_emb).unflatten(-1, (6, cfg.hidden))  # (N, 6, hidden)
+        cond = self.t_embedder(timesteps)  # (N, hidden)
+        if self.pooled_text_embedder is not None:
+            means, index = pool_text(text_tokens, text_ids, sample_ids)  # (S + 1, text_dim)
+            cond = cond + self.pooled_text_embedder(means)[index]
+        time_mod = self.time_modulation(cond).unflatten(-1, (6, cfg.hidden))  # (N, 6, hidden)
         text = self.text_embedder(text_tokens)  # (M, hidden)
         for block in self.blocks:
             x = block(x, time_mod, text, rope, self_mask, cross_mask)  # (N, hidden)
-        return self.final_layer(x, t_emb)  # (N, in_dim)
+        return self.final_layer(x, cond)  # (N, in_dim)
 
     def _check_inputs(
         self,
@@ -298,6 +313,26 @@ class DiT(nn.Module):
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def pool_text(text_tokens: Tensor, text_ids: Tensor, sample_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean text feature of every sample, and which row each video token reads.
+
+    Returns ``means`` (S + 1, text_dim), one row per sample id and a last row of zeros, and
+    ``index`` (N,) into it. A sample without text tokens (a dropped caption) gets zeros, the
+    same vector the unconditional branch of guidance sees; padding tokens read the last row.
+    """
+    ids = torch.cat([sample_ids, text_ids])
+    num_samples = max(int(ids.max().item()) + 1, 0) if ids.numel() else 0
+    sums = text_tokens.new_zeros(num_samples + 1, text_tokens.shape[1])
+    counts = text_tokens.new_zeros(num_samples + 1)
+    slot = torch.where(text_ids >= 0, text_ids, num_samples)
+    sums.index_add_(0, slot, text_tokens)
+    counts.index_add_(0, slot, torch.ones_like(text_ids, dtype=counts.dtype))
+    means = sums / counts.clamp(min=1).unsqueeze(1)
+    means[num_samples] = 0
+    index = torch.where(sample_ids >= 0, sample_ids, num_samples)
+    return means, index
 
 
 # ------------------------------------------------------------------------------------------------
@@ -348,6 +383,7 @@ def count_parameters(config: DiTConfig) -> int:
         _linear(config.in_dim, h)  # x_embedder
         + _linear(TIMESTEP_FREQUENCY_DIM, h) + _linear(h, h)  # t_embedder
         + _linear(config.text_dim, h) + _linear(h, h)  # text_embedder
+        + (_linear(config.text_dim, h) + _linear(h, h) if config.pooled_text else 0)
         + _linear(h, 6 * h)  # shared time modulation
         + config.depth * block
         + _linear(h, 2 * h) + _linear(h, config.in_dim)  # final layer
