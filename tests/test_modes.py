@@ -83,6 +83,22 @@ def test_t2v_overflows_at_the_end_and_t2i_is_one_frame():
         build_mode_spec(Mode.T2V, ModeInputs(), 34, GEOMETRY)
 
 
+def test_image_first_t2v_makes_frame_0_then_the_clip_from_it():
+    spec = build_mode_spec(Mode.T2V, ModeInputs(image_first=True), 14, GEOMETRY)
+    image, rest = spec.windows
+    assert image.frame_ids.tolist() == [0] and image.generate.all()
+    assert rest.frame_ids.tolist() == list(range(17))
+    assert given_latent_frames(rest.generate, TC).tolist() == [True] + [False] * 4
+    assert (spec.output_start, spec.output_stop) == (0, 14) and made_slots(spec) == set(range(17))
+    one = build_mode_spec(Mode.T2V, ModeInputs(image_first=True), 1, GEOMETRY)
+    assert len(one.windows) == 1  # a 1-frame video is the image itself
+    loop = build_mode_spec(Mode.LOOP, ModeInputs(image_first=True), 33, GEOMETRY)
+    assert loop.loop and [w.num_frames for w in loop.windows] == [1, 33, 21]
+    long = build_mode_spec(Mode.LONG, ModeInputs(image_first=True), 100, GEOMETRY)
+    assert long.windows[0].frame_ids.tolist() == [0] and not long.windows[1].generate[0]
+    assert made_slots(long) >= set(range(100))
+
+
 def test_i2v_gives_the_first_latent_and_optionally_the_last():
     image = clip(1)[0]
     spec = build_mode_spec(Mode.I2V, ModeInputs(image=image), 33, GEOMETRY)

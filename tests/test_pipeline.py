@@ -103,6 +103,21 @@ def test_t2v_shapes_timings_spans_and_callback(pipe):
     assert steps[-1].t == 0.0 and steps[0].num_windows == 1
 
 
+def test_image_first_t2v_samples_frame_0_then_the_clip_from_it(pipe):
+    out = pipe("a red ball", seed=3, image_first=True)
+    assert out.frames.shape == (9, SIZE, SIZE, 3) and out.settings.image_first
+    assert [tuple(z.shape) for z in out.latents] == [(4, 1, 4, 4), (4, 3, 4, 4)]
+    assert [(s.start, s.stop, s.window) for s in out.spans] == [(0, 1, 0), (1, 9, 1)]
+    assert out.given_latents[1].tolist() == [True, False, False]
+    # the clip starts from the image: its first latent is frame 0 as decoded, encoded again
+    expected = pipe.encode_video(out.frames[:1]).cpu()
+    torch.testing.assert_close(out.latents[1][:, :1], expected, atol=1e-5, rtol=0)
+    image = pipe("a red ball", mode="t2i", seed=3)
+    plain = pipe("a red ball", seed=3)
+    assert not plain.settings.image_first and len(plain.latents) == 1
+    assert np.array_equal(out.frames[0], image.frames[0])  # the same noise makes the same image
+
+
 def test_seeds_reproduce_and_differ(pipe):
     a = pipe("a red ball", seed=5)
     b = pipe("a red ball", generator=torch.Generator().manual_seed(5))
@@ -321,6 +336,11 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["original_prompt"] == "a red ball" and record["prompt"] != "a red ball"
     assert f"expanded prompt: {record['prompt']}" in stdout
+    assert record["image_first"] is False  # the model's default
+    code, _, err = run_cli(capsys, *argv[:6], "--image-first", "--seed", "3")
+    assert code == 0, err
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["image_first"] is True and len(record["spans"]) == 2
 
 
 def test_expand_prompt_option(pipe):

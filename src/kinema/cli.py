@@ -244,6 +244,12 @@ def _add_bench(commands) -> None:
     p.add_argument("--text", choices=["prompt", "caption"], default="prompt", help="text to use")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
+    p.add_argument(
+        "--image-first",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="frame 0 as an image first, then the clip from it (default: the model's)",
+    )
     p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
     p.add_argument(
         "--shuffle-specs", action="store_true", help="score each video against another's spec"
@@ -275,7 +281,7 @@ def _generate_suite(args: argparse.Namespace) -> Path:
 
     entries = load_suite(args.suite)[: args.limit]
     pipe = Pipeline.from_pretrained(args.model)
-    generate = pipeline_generator(pipe, args.steps, args.guidance)
+    generate = pipeline_generator(pipe, args.steps, args.guidance, args.image_first)
     out = args.out or f"outputs/bench-{args.suite}"
     return generate_suite(generate, entries, out, text=args.text)
 
@@ -333,6 +339,13 @@ def _add_generate(commands) -> None:
     p.add_argument("--context-latents", type=int, default=2, help="context of extend/long/loop")
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     p.add_argument(
+        "--image-first",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="t2v, long, loop: make frame 0 as an image, then the clip from it (default: the "
+        "model's)",
+    )
+    p.add_argument(
         "--expand",
         choices=["world", "llm"],
         default=None,
@@ -374,6 +387,7 @@ def run_generate(args: argparse.Namespace) -> int:
             context_latents=args.context_latents,
             callback=progress,
             expand_prompt=False if args.expand is None else load_expander(args.expand),
+            image_first=args.image_first,
             **inputs,
         )
     finally:

@@ -73,6 +73,7 @@ class GenerationDefaults:
     guidance_scale: float = 4.0
     shift: float | None = None  # sampling timestep shift; None: the token-count shift of training
     negative_prompt: str = ""
+    image_first: bool = False  # t2v makes frame 0 as an image first (kinema.modes.ModeInputs)
 
 
 @dataclass(frozen=True)

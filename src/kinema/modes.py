@@ -20,7 +20,8 @@ put given material on those boundaries:
 =================  ==============================================================================
 mode               timeline and windows (``c = 1 + tc*(k-1)`` context frames, ``k`` latents)
 =================  ==============================================================================
-t2v, t2i           one window, all generated (t2i: one frame)
+t2v, t2i           one window, all generated (t2i: one frame). With ``image_first``, t2v is two
+                   windows: frame 0 alone (an image), then the clip from it as in i2v
 i2v                the image at slot 0 (latent 0 given); an optional last image fills the last
                    latent group (``tc`` frames held still)
 edit               one window, all generated, SDEdit from the source video at ``strength``
@@ -92,6 +93,9 @@ class ModeInputs:
     video: np.ndarray | None = None  # (T, H, W, 3) to extend, edit, or connect from
     video2: np.ndarray | None = None  # (T, H, W, 3) to connect into
     strength: float | None = None  # SDEdit strength in (0, 1] (edit)
+    # t2v (and long or loop without an image): make frame 0 first, as an image, then the clip
+    # from it (factorized text-to-video, as Emu Video); False: the whole clip at once
+    image_first: bool = False
 
 
 # Which inputs each mode needs and which it may take (everything else is refused).
@@ -345,7 +349,11 @@ def _nearest_multiples(value: int, multiple: int, minimum: int) -> str:
 def _t2v(inputs: ModeInputs, n: int, geometry: WindowGeometry) -> ModeSpec:
     _check_single_window(Mode.T2V, n, geometry)
     window = _generated_window(n, geometry)
-    return ModeSpec(Mode.T2V, window.num_frames, 0, n, (window,))
+    if not inputs.image_first or window.num_frames == 1:
+        return ModeSpec(Mode.T2V, window.num_frames, 0, n, (window,))
+    image = _generated_window(1, geometry)
+    rest = Window(window.frame_ids, np.concatenate([[False], window.generate[1:]]))
+    return ModeSpec(Mode.T2V, window.num_frames, 0, n, (image, rest))
 
 
 def _t2i(inputs: ModeInputs, n: int, geometry: WindowGeometry) -> ModeSpec:
@@ -472,7 +480,7 @@ def _loop(inputs: ModeInputs, n: int, geometry: WindowGeometry) -> ModeSpec:
             f"loop needs at least {minimum} frames ({c} context, {seam} regenerated, {head} of "
             f"the clip's start), got {n}"
         )
-    first = _generated_window(n, geometry)
+    opening = _t2v(inputs, n, geometry)
     closing = _window(
         (_range(n - seam - c, n - seam), False),
         (_range(n - seam, n), True),
@@ -483,7 +491,8 @@ def _loop(inputs: ModeInputs, n: int, geometry: WindowGeometry) -> ModeSpec:
             f"loop's closing window needs {closing.num_frames} frames, more than the model's "
             f"{geometry.max_frames}; use fewer context latent frames"
         )
-    return ModeSpec(Mode.LOOP, first.num_frames, 0, n, (first, closing), loop=True)
+    windows = (*opening.windows, closing)
+    return ModeSpec(Mode.LOOP, opening.timeline_frames, 0, n, windows, loop=True)
 
 
 BUILDERS: dict[Mode, Callable[[ModeInputs, int, WindowGeometry], ModeSpec]] = {

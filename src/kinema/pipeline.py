@@ -20,6 +20,8 @@ Stable API (the studio and the CLI call exactly this)::
         callback=None,                 # callback(StepInfo) after every sampling step
         output_type="np",              # "np": uint8 frames; "latent": latents only
         expand_prompt=False,           # True: the offline world expander; or any Expander
+        image_first=None,              # t2v/long/loop: frame 0 as an image, then the clip from it
+                                       # (None: the model's default)
     )
     out.frames   # (T, H, W, 3) uint8 (None for output_type="latent")
     out.fps, out.seed, out.mode
@@ -150,6 +152,7 @@ class Settings:
     window_frames: int  # frames of each chained window (long, extend)
     model: str | None  # the model folder
     original_prompt: str | None = None  # the user's prompt when `prompt` is its expansion
+    image_first: bool = False  # t2v, long, loop: frame 0 as an image first, then the clip from it
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
@@ -423,6 +426,7 @@ class Pipeline:
         output_type: OutputType | str = OutputType.NP,
         callback: Callable[[StepInfo], None] | None = None,
         expand_prompt: bool | Expander = False,
+        image_first: bool | None = None,
     ) -> PipelineOutput:
         """Generate a video (see the module docstring for every argument)."""
         start = time.perf_counter()
@@ -459,6 +463,7 @@ class Pipeline:
             window_frames=geometry.frames(geometry.window_latents),
             model=None if self.model_dir is None else str(self.model_dir),
             original_prompt=original_prompt,
+            image_first=d.image_first if image_first is None else bool(image_first),
         )
         self._check_settings(settings)
         # 2. inputs, and the mode's timeline and windows
@@ -510,6 +515,7 @@ class Pipeline:
             video=None if video is None else load_video(video, *size, s.fps, "video"),
             video2=None if video2 is None else load_video(video2, *size, s.fps, "video2"),
             strength=s.strength,
+            image_first=s.image_first,
         )
 
     def encode_text(self, prompt: str, negative_prompt: str) -> tuple[Tensor, Tensor]:

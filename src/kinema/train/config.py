@@ -154,6 +154,7 @@ class SampleConfig:
     guidance_scale: float = 4.0  # classifier-free guidance (1: none)
     fps: int = 8  # frame rate of the written .mp4
     seed: int = 0  # noise seed: the same noise at every sampling step
+    image_first: bool = False  # exported models make t2v's frame 0 as an image first
 
 
 @dataclass

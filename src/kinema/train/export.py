@@ -38,6 +38,7 @@ def model_index(config: TrainConfig, step: int) -> ModelIndex:
             num_inference_steps=s.steps,
             guidance_scale=s.guidance_scale,
             shift=config.model.timestep_shift,
+            image_first=s.image_first,
         ),
         extra={
             "training": {

@@ -28,9 +28,13 @@ ClipGenerator = Callable[[str, int, int, int, float, int], np.ndarray]
 
 
 def pipeline_generator(
-    pipe: Any, num_inference_steps: int | None = None, guidance_scale: float | None = None
+    pipe: Any,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    image_first: bool | None = None,
 ) -> ClipGenerator:
-    """A ClipGenerator over a `kinema.pipeline.Pipeline` (text to video)."""
+    """A ClipGenerator over a `kinema.pipeline.Pipeline` (text to video); None: the model's
+    default."""
 
     def generate(text: str, width: int, height: int, frames: int, fps: float, seed: int):
         out = pipe(
@@ -43,6 +47,7 @@ def pipeline_generator(
             seed=seed,
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
+            image_first=image_first,
         )
         return out.frames
 
