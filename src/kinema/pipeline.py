@@ -575,6 +575,15 @@ class Pipeline:
             settings=run.settings,
         )
 
+    def _encode_given(self, frames: np.ndarray, generate: np.ndarray, latent_frames: int) -> Tensor:
+        """Latents (C, t, h, w) of a window's frames for its given latent frames. Only frames up
+        to the last given one are encoded: the VAE is causal, so later frames change no latent
+        made of given frames (an image to video encodes one frame, not the window). The latent
+        frames after them are zeros, which sampling never reads."""
+        stop = int(np.flatnonzero(~generate)[-1]) + 1
+        z = self.encode_video(frames[:stop])  # (C, t', h, w)
+        return torch.nn.functional.pad(z, (0, 0, 0, 0, 0, latent_frames - z.shape[1]))
+
     def _latent_shape(self, run: _Run, window: Window) -> tuple[int, int, int, int]:
         cfg = self.vae.config
         return cfg.latent_shape(window.num_frames, run.settings.height, run.settings.width)
@@ -604,8 +613,8 @@ class Pipeline:
         given = given_latent_frames(window.generate, self.vae.config.time_compression)  # (t,)
         given_latents = x_init = None
         if given.any():
-            frames = timeline[window.frame_ids]  # (F, H, W, 3)
-            given_latents = self.encode_video(fill_unknown(frames, ~window.generate))
+            frames = fill_unknown(timeline[window.frame_ids], ~window.generate)  # (F, H, W, 3)
+            given_latents = self._encode_given(frames, window.generate, shape[1])
         if window.init_frames is not None:
             x_init = self.encode_video(window.init_frames)  # (C, t, h, w)
         timings["encode"] += time.perf_counter() - encode_start
