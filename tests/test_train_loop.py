@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 
 import pytest
 import torch
@@ -189,6 +190,15 @@ def test_init_from_starts_a_new_run_from_another_runs_ema(tmp_path):
     assert not trainer.model.pooled_text_embedder.fc2.weight.any()
     trainer.run(progress=False)
     assert trainer.model.pooled_text_embedder.fc2.weight.any()
+
+    # resuming reads its own checkpoint, not init_from, which may be gone by then
+    shutil.rmtree(first)
+    config = tiny_config(
+        run, f"model.init_from={first}", "model.overrides.pooled_text=true", "steps=3"
+    )
+    resumed = Trainer(config)
+    resumed.run(progress=False)
+    assert resumed.step == 3 and [r["step"] for r in rows(run)] == [1, 2, 3]
 
 
 def test_init_from_refuses_what_does_not_fit(tmp_path):

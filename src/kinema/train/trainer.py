@@ -126,7 +126,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = DiT(self.dit_config).to(self.info.device)  # names are the DiT's own
         self.fresh_parameters: list[str] = []  # parameters model.init_from lacked (kept as built)
-        if config.model.init_from:
+        if config.model.init_from and latest_checkpoint(self.out) is None:  # not on resume
             tensors = initial_weights(config.model.init_from)
             self.fresh_parameters = load_initial_weights(self.model, tensors)
         self.forward_model = parallelize(self.model, config.parallel, self.info)
