@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 
 from kinema.diffusion import TrainingSample, pack_batch
-from kinema.hub import load_dit
+from kinema.hub import load_dit, read_index
 from kinema.train.checkpoint import initial_weights, load_initial_weights
 from kinema.train.config import load_config
 from kinema.transformer import DiT
@@ -45,8 +45,7 @@ def load_transformer(path: Path) -> tuple[DiT, tuple[int, int, int]]:
         if missing:
             raise ValueError(f"{path}: its checkpoint lacks {missing}")
         return model.eval(), tuple(config.model.patch)
-    index = json.loads((path / "model_index.json").read_text())
-    return load_dit(path / "transformer"), tuple(index["patch"])
+    return load_dit(path / "transformer"), read_index(path).patch
 
 
 def read_clips(cache: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
