@@ -5,10 +5,11 @@
 
 For each model (a training run folder, whose latest checkpoint's EMA is used, or an exported
 model folder) and each timestep t, noises every cached clip to t (the same noise for every model
-and text) and measures the mean squared velocity error per latent element with three texts: the
-clip's own prompt, no text (the unconditional branch of guidance) and another clip's prompt.
-`gain` is 1 - own / none: the share of the loss the prompt removes. A model that follows prompts
-has a large gain at high t, where a clip's layout is decided. Prints a table and writes JSON
+and text) and measures the mean squared velocity error per latent element with four texts: the
+clip's own prompt, its detailed caption, no text (the unconditional branch of guidance) and
+another clip's prompt. `gain` is 1 - own / none: the share of the loss the prompt removes, and
+`caption gain` the same for the detailed caption. A model that follows prompts has a large gain
+at high t, where a clip's layout is decided. Prints a table and writes JSON
 (default benchmarks/results/dit_loss_by_timestep.json).
 
 The default cache holds the held-out world clips, encoded like the training cache:
@@ -33,7 +34,7 @@ from kinema.train.config import load_config
 from kinema.transformer import DiT
 
 TIMESTEPS = (0.1, 0.3, 0.5, 0.7, 0.85, 0.95, 1.0)
-TEXTS = ("own", "none", "other")
+TEXTS = ("own", "caption", "none", "other")
 
 
 def load_transformer(path: Path) -> tuple[DiT, tuple[int, int, int]]:
@@ -48,8 +49,8 @@ def load_transformer(path: Path) -> tuple[DiT, tuple[int, int, int]]:
     return load_dit(path / "transformer"), read_index(path).patch
 
 
-def read_clips(cache: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(latents, prompt tokens) of every clip of a `kinema cache` folder."""
+def read_clips(cache: Path) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(latents, prompt tokens, caption tokens) of every clip of a `kinema cache` folder."""
     clips = []
     for line in (cache / "index.jsonl").read_text().splitlines():
         entry = json.loads(line)
@@ -58,7 +59,8 @@ def read_clips(cache: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
         with safe_open(cache / entry["shard"], framework="pt") as f:
             latents = f.get_tensor(f"{entry['record']}.latents").float()
             prompt = f.get_tensor(f"{entry['record']}.prompt").float()
-        clips.append((latents, prompt))
+            caption = f.get_tensor(f"{entry['record']}.caption").float()
+        clips.append((latents, prompt, caption))
     if len(clips) < 2:
         raise ValueError(f"{cache} holds {len(clips)} readable clips; at least 2 are needed")
     return clips
@@ -68,7 +70,7 @@ def read_clips(cache: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def velocity_error(
     model: DiT,
     patch: tuple[int, int, int],
-    clips: list[tuple[torch.Tensor, torch.Tensor]],
+    clips: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     t: float,
     text: str,
     draw: int,
@@ -76,8 +78,9 @@ def velocity_error(
     """Mean squared velocity error per latent element over all clips at timestep t."""
     n = len(clips)
     samples = []
-    for k, (latents, prompt) in enumerate(clips):
-        tokens = {"own": prompt, "none": prompt[:0], "other": clips[(k + 1) % n][1]}[text]
+    for k, (latents, prompt, caption) in enumerate(clips):
+        other = clips[(k + 1) % n][1]
+        tokens = {"own": prompt, "caption": caption, "none": prompt[:0], "other": other}[text]
         samples.append(TrainingSample(latents, tokens))
     batch = pack_batch(samples, patch)
     x0 = batch.packed.tokens
@@ -111,7 +114,8 @@ def main() -> None:
 
     results = []
     print(f"{len(clips)} clips of {args.cache}, {args.noise_draws} noise draws each")
-    print(f"{'model':40} {'t':>5} {'own':>7} {'none':>7} {'other':>7} {'gain':>6}")
+    header = f"{'model':40} {'t':>5} {'own':>7} {'caption':>7} {'none':>7} {'other':>7}"
+    print(f"{header} {'gain':>6} {'caption gain':>12}")
     for path in args.model:
         model, patch = load_transformer(path)
         for t in TIMESTEPS:
@@ -123,10 +127,12 @@ def main() -> None:
                 ]
                 row[text] = sum(errors) / len(errors)
             row["gain"] = 1 - row["own"] / row["none"]
+            row["caption_gain"] = 1 - row["caption"] / row["none"]
             results.append(row)
             print(
-                f"{str(path)[-40:]:40} {t:5.2f} {row['own']:7.3f} {row['none']:7.3f} "
-                f"{row['other']:7.3f} {row['gain']:6.1%}",
+                f"{str(path)[-40:]:40} {t:5.2f} {row['own']:7.3f} {row['caption']:7.3f} "
+                f"{row['none']:7.3f} {row['other']:7.3f} {row['gain']:6.1%} "
+                f"{row['caption_gain']:12.1%}",
                 flush=True,
             )
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -207,5 +208,10 @@ def test_vae_eval_command_reports_psnr_and_speed(tmp_path, capsys):
     assert video["frames"] == 9 and (video["height"], video["width"]) == (32, 32)
     assert 0 < video["psnr"] < 100 and -1 <= video["ssim"] <= 1
     assert video["encode_fps"] > 0 and report["mean"]["psnr"] == video["psnr"]
+    # frame by frame: one PSNR per frame, whose mean squared errors average to the clip's
+    by_frame = video["psnr_by_frame"]
+    assert len(by_frame) == 9 and report["psnr_by_frame"] == by_frame
+    mse = sum(4.0 / 10 ** (p / 10) for p in by_frame) / 9
+    assert abs(10 * math.log10(4.0 / mse) - video["psnr"]) < 1e-3
     assert "mean" in capsys.readouterr().out
     assert main(["vae", "eval", "--model", str(exported), "--json", str(out)]) == 2

@@ -5,7 +5,9 @@
 Native settings: each video is read (up to `max_frames`, trimmed to 1 + 4k frames), resized so its
 short side is `short_side` pixels, and center-cropped to a multiple of the spatial compression. It
 is encoded and decoded whole-clip in fp32 with the posterior mean, and the decoded frames, rounded
-to uint8 as a player would show them, are compared with the input frames.
+to uint8 as a player would show them, are compared with the input frames. Besides each clip's
+PSNR and SSIM, the report gives PSNR frame by frame (`psnr_by_frame`, and its mean over the clips
+that reach each frame), which shows whether quality drifts along a clip.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kinema.compression.losses import psnr, ssim
+from kinema.compression.losses import psnr, psnr_from_mse, ssim
 from kinema.compression.vae import CausalVAE
 from kinema.video import read_video, resize_and_crop
 
@@ -78,6 +80,7 @@ def evaluate_frames(
     recon = to_uint8(vae.decode(latents))
     decoded = time.perf_counter()
     T = video.shape[2]
+    frame_mse = ((recon - video) ** 2).mean(dim=(0, 1, 3, 4))
     return {
         "name": name,
         "frames": T,
@@ -86,6 +89,7 @@ def evaluate_frames(
         "latent_shape": list(latents.shape[1:]),
         "psnr": float(psnr(recon, video)),
         "ssim": float(ssim(recon, video)),
+        "psnr_by_frame": [psnr_from_mse(float(m)) for m in frame_mse],
         "encode_fps": T / (encoded - start),
         "decode_fps": T / (decoded - encoded),
     }
@@ -97,9 +101,15 @@ def evaluate_clips(
     """Per-clip results and their means, for {name: uint8 frames}."""
     videos = [evaluate_frames(vae, n, f, short_side, max_frames) for n, f in clips.items()]
     keys = ("psnr", "ssim", "encode_fps", "decode_fps")
+    longest = max(v["frames"] for v in videos)
+    by_frame = [
+        float(np.mean([v["psnr_by_frame"][k] for v in videos if v["frames"] > k]))
+        for k in range(longest)
+    ]
     return {
         "videos": videos,
         "mean": {k: float(np.mean([v[k] for v in videos])) for k in keys},
+        "psnr_by_frame": by_frame,
         "settings": {"short_side": short_side, "max_frames": max_frames, "dtype": "float32"},
     }
 
