@@ -117,6 +117,19 @@ def test_checkpoint_round_trip_and_latest(tmp_path):
     assert torch.equal(state_a[0]["exp_avg"], state_b[0]["exp_avg"])
 
 
+def test_only_the_newest_checkpoints_are_kept(tmp_path):
+    config = tiny_config(tmp_path, keep_checkpoints=2)
+    trainer = VAETrainer(config, world_data(config))
+    for step in (1, 2, 3):
+        trainer.step = step
+        trainer.save()
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*"))
+    assert kept == ["step_00000002", "step_00000003"]
+    assert latest_checkpoint(config.out_dir).name == "step_00000003"
+    with pytest.raises(ValueError, match="keep_checkpoints must be >= 1, got 0"):
+        VAETrainer(tiny_config(tmp_path / "z", keep_checkpoints=0))
+
+
 def test_nan_weights_are_never_checkpointed(tmp_path):
     model = torch.nn.Linear(2, 2)
     with torch.no_grad():

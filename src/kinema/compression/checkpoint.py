@@ -47,8 +47,10 @@ def save_checkpoint(
     models: dict[str, nn.Module],
     optimizers: dict[str, torch.optim.Optimizer],
     state: dict[str, Any],
+    keep: int | None = None,
 ) -> Path:
-    """Write checkpoint `step` under `run_dir/checkpoints/` and point `latest` at it."""
+    """Write checkpoint `step` under `run_dir/checkpoints/`, point `latest` at it and, with
+    `keep`, remove all but the newest `keep` checkpoints (only once `latest` names the new one)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
@@ -74,6 +76,10 @@ def save_checkpoint(
     latest_tmp = root / ".latest.tmp"
     latest_tmp.write_text(final.name + "\n")
     os.replace(latest_tmp, root / "latest")
+    if keep is not None:
+        complete = sorted(p for p in root.glob("step_*") if (p / "state.json").is_file())
+        for old in complete[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -70,6 +70,7 @@ class VAETrainConfig:
     bf16: bool = True  # bf16 autocast for the forward pass (fp32 weights and optimizer)
     log_every: int = 10
     checkpoint_every: int = 100
+    keep_checkpoints: int = 3  # the newest K checkpoints are kept, older ones removed
     max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
     time_budget_s: float | None = None  # stop (with a checkpoint) after this much wall time
 
@@ -111,6 +112,8 @@ class VAETrainer:
     def __init__(self, config: VAETrainConfig, data: MixedClipDataset | None = None) -> None:
         if config.preset not in PRESETS:
             raise ValueError(f"unknown VAE preset {config.preset!r}; valid: {sorted(PRESETS)}")
+        if config.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be >= 1, got {config.keep_checkpoints}")
         self.config = config
         self.out = Path(config.out_dir)
         torch.manual_seed(config.seed)
@@ -169,7 +172,14 @@ class VAETrainer:
 
     def save(self) -> Path:
         state = {"config": self.config.to_dict(), "bad_steps": self.bad_steps}
-        return save_checkpoint(self.out, self.step, self._models(), self._optimizers(), state)
+        return save_checkpoint(
+            self.out,
+            self.step,
+            self._models(),
+            self._optimizers(),
+            state,
+            keep=self.config.keep_checkpoints,
+        )
 
     # --- training ------------------------------------------------------------------------------
 
