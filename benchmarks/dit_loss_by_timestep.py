@@ -12,9 +12,11 @@ another clip's prompt. `gain` is 1 - own / none: the share of the loss the promp
 at high t, where a clip's layout is decided. Prints a table and writes JSON
 (default benchmarks/results/dit_loss_by_timestep.json).
 
-The default cache holds the held-out world clips, encoded like the training cache:
+The default cache holds the held-out world clips, encoded like the training cache, through the
+VAE the transformer was trained with (an exported model folder carries it in vae/; the
+dit-world-tiny runs used the VAE shipped before run 4 of docs/vae.md, not models/default/vae):
 
-    kinema cache runs/world-heldout/manifest.jsonl --vae models/default/vae \
+    kinema cache runs/world-heldout/manifest.jsonl --vae MODEL/vae \
         --out runs/world-heldout-cache --pixel-budget 6144 --patch 1x4x4 --bf16
 """
 

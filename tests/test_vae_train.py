@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,7 +13,7 @@ from kinema.compression.checkpoint import latest_checkpoint, load_checkpoint, sa
 from kinema.compression.data import MixedClipDataset, WorldSource
 from kinema.compression.losses import chroma, kl_divergence, psnr, reconstruction_loss, ssim
 from kinema.compression.train import VAETrainConfig, VAETrainer, apply_overrides, learning_rate
-from kinema.compression.vae import CausalVAE
+from kinema.compression.vae import PRESETS, CausalVAE
 
 
 def tiny_config(tmp_path, **changes) -> VAETrainConfig:
@@ -123,9 +124,19 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
     for step in (1, 2, 3):
         trainer.step = step
         trainer.save()
-    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*"))
+    root = tmp_path / "run" / "checkpoints"
+    kept = sorted(p.name for p in root.glob("step_*"))
     assert kept == ["step_00000002", "step_00000003"]
     assert latest_checkpoint(config.out_dir).name == "step_00000003"
+    # folders of higher steps left behind (cut off before `latest` moved) never make the prune
+    # remove the checkpoint just written, which `latest` names
+    for stale in ("step_00000009", "step_00000010"):
+        (root / stale).mkdir()
+        (root / stale / "state.json").write_text("{}")
+    trainer.step = 4
+    trainer.save()
+    assert sorted(p.name for p in root.glob("step_*")) == ["step_00000004", "step_00000010"]
+    assert latest_checkpoint(config.out_dir).name == "step_00000004"
     with pytest.raises(ValueError, match="keep_checkpoints must be >= 1, got 0"):
         VAETrainer(tiny_config(tmp_path / "z", keep_checkpoints=0))
 
@@ -226,5 +237,28 @@ def test_vae_eval_command_reports_psnr_and_speed(tmp_path, capsys):
     assert len(by_frame) == 9 and report["psnr_by_frame"] == by_frame
     mse = sum(4.0 / 10 ** (p / 10) for p in by_frame) / 9
     assert abs(10 * math.log10(4.0 / mse) - video["psnr"]) < 1e-3
-    assert "mean" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mean" in printed and "PSNR by frame: 0: " in printed and ", 8: " in printed
     assert main(["vae", "eval", "--model", str(exported), "--json", str(out)]) == 2
+
+
+def test_psnr_by_frame_averages_the_clips_that_reach_each_frame():
+    from kinema.compression.evaluate import evaluate_clips
+
+    torch.manual_seed(0)
+    vae = CausalVAE(PRESETS["debug"]).eval()
+    rng = np.random.default_rng(0)
+    clips = {
+        "long": rng.integers(0, 256, (9, 32, 32, 3), dtype=np.uint8),
+        "short": rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8),
+    }
+    report = evaluate_clips(vae, clips, short_side=32, max_frames=9)
+    long, short = report["videos"]
+    assert (long["frames"], short["frames"]) == (9, 5)
+    assert len(long["psnr_by_frame"]) == 9 and len(short["psnr_by_frame"]) == 5
+    by_frame = report["psnr_by_frame"]
+    assert len(by_frame) == 9
+    for k in range(5):
+        mean = (long["psnr_by_frame"][k] + short["psnr_by_frame"][k]) / 2
+        assert by_frame[k] == pytest.approx(mean)
+    assert by_frame[5:] == pytest.approx(long["psnr_by_frame"][5:])

@@ -50,7 +50,9 @@ def save_checkpoint(
     keep: int | None = None,
 ) -> Path:
     """Write checkpoint `step` under `run_dir/checkpoints/`, point `latest` at it and, with
-    `keep`, remove all but the newest `keep` checkpoints (only once `latest` names the new one)."""
+    `keep`, remove all but `keep` checkpoints (only once `latest` names the new one): the new one
+    and the `keep - 1` highest steps of the others. The new one is never removed, even where a
+    folder of a higher step was left behind (a write cut off before `latest` moved)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
@@ -77,8 +79,10 @@ def save_checkpoint(
     latest_tmp.write_text(final.name + "\n")
     os.replace(latest_tmp, root / "latest")
     if keep is not None:
-        complete = sorted(p for p in root.glob("step_*") if (p / "state.json").is_file())
-        for old in complete[:-keep]:
+        others = sorted(
+            p for p in root.glob("step_*") if p != final and (p / "state.json").is_file()
+        )
+        for old in others[: max(len(others) - (keep - 1), 0)]:
             shutil.rmtree(old, ignore_errors=True)
     return final
 
