@@ -137,3 +137,17 @@ def test_checkpoints_refuse_non_finite_weights_and_survive_failed_writes(tmp_pat
     assert resumed.resume() and resumed.step == 2
     resumed.run(progress=False)
     assert [p.name for p in list_checkpoints(run)] == ["step_00000004", "step_00000006"]
+
+
+def test_pruning_never_removes_the_checkpoint_just_written(tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(run, "keep_checkpoints=2")
+    trainer = Trainer(config)
+    for step in (5, 6):  # folders of higher steps, e.g. from a run stopped before latest moved
+        trainer.step = step
+        trainer.save()
+    trainer.step = 3
+    trainer.save()
+    assert latest_checkpoint(run).name == "step_00000003"
+    names = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+    assert names == ["step_00000003", "step_00000006"]

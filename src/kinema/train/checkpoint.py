@@ -180,7 +180,7 @@ def write_checkpoint(
     state: dict[str, Any],
     keep: int,
 ) -> Path:
-    """Write checkpoint `step` atomically, point `latest` at it, keep the newest `keep`."""
+    """Write checkpoint `step` atomically, point `latest` at it, keep it and `keep - 1` others."""
     check_finite(model, ema)
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -204,7 +204,10 @@ def write_checkpoint(
     pointer = root / f".{LATEST}.tmp"
     pointer.write_text(final.name + "\n")
     os.replace(pointer, root / LATEST)
-    for old in list_checkpoints(run_dir)[:-keep]:
+    # keep the new checkpoint and the keep - 1 highest others; the new one is never removed, even
+    # where a folder of a higher step was left behind (a write cut off before latest moved)
+    others = [p for p in list_checkpoints(run_dir) if p != final]
+    for old in others[: max(len(others) - (keep - 1), 0)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
