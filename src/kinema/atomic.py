@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_write", "atomic_write_text"]
+__all__ = ["atomic_directory", "atomic_write", "atomic_write_text", "prune_folders"]
 
 
 def _umask() -> int:
@@ -66,3 +66,14 @@ def atomic_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def prune_folders(folders: list[Path], written: Path, keep: int) -> None:
+    """Remove all but `keep` of `folders` (oldest first, e.g. checkpoints by step): the one just
+    `written` always stays, with the `keep - 1` newest others. Call it only once whatever points
+    at `written` (a `latest` file) has moved, so a crash mid-way never leaves it dangling."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    others = [p for p in folders if p != written]
+    for old in others[: max(len(others) - (keep - 1), 0)]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -19,6 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from kinema.atomic import prune_folders
+
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Optimizer state as named tensors plus JSON metadata (param groups, scalar state)."""
@@ -79,11 +81,8 @@ def save_checkpoint(
     latest_tmp.write_text(final.name + "\n")
     os.replace(latest_tmp, root / "latest")
     if keep is not None:
-        others = sorted(
-            p for p in root.glob("step_*") if p != final and (p / "state.json").is_file()
-        )
-        for old in others[: max(len(others) - (keep - 1), 0)]:
-            shutil.rmtree(old, ignore_errors=True)
+        complete = sorted(p for p in root.glob("step_*") if (p / "state.json").is_file())
+        prune_folders(complete, final, keep)
     return final
 
 

@@ -41,6 +41,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from kinema.atomic import prune_folders
+
 __all__ = [
     "Checkpoint",
     "NonFiniteWeightsError",
@@ -204,11 +206,7 @@ def write_checkpoint(
     pointer = root / f".{LATEST}.tmp"
     pointer.write_text(final.name + "\n")
     os.replace(pointer, root / LATEST)
-    # keep the new checkpoint and the keep - 1 highest others; the new one is never removed, even
-    # where a folder of a higher step was left behind (a write cut off before latest moved)
-    others = [p for p in list_checkpoints(run_dir) if p != final]
-    for old in others[: max(len(others) - (keep - 1), 0)]:
-        shutil.rmtree(old, ignore_errors=True)
+    prune_folders(list_checkpoints(run_dir), final, keep)
     return final
 
 
