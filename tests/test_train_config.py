@@ -90,6 +90,8 @@ def test_unknown_keys_name_the_key_and_the_valid_ones(tmp_path, text, overrides,
         ("model.overrides.hidden=30", r"hidden \(30\) must be divisible by heads"),
         ("ema_decay=1.0", r"ema_decay must be in \[0, 1\)"),
         ("model.timestep_shift=0", r"model.timestep_shift must be positive, got 0"),
+        ("optim.decay_steps=0", r"optim.decay_steps must be positive, got 0"),
+        ("optim.decay_steps=1.5", r"optim.decay_steps: expected an integer"),
         ("model.preset=huge", r"unknown DiT preset 'huge'"),
         ("data.options={manifest: m.jsonl}", r"data.options configures kinema.data"),
     ],
@@ -128,10 +130,12 @@ def test_saved_config_loads_back_equal(tmp_path):
 
 def test_vae_stage_maps_onto_the_vae_trainer_config():
     config = load_config(
-        CONFIGS / "vae-tiny.yaml", ["optim.lr=2e-3", "steps=12", "vae.clips_per_step=2"]
+        CONFIGS / "vae-tiny.yaml",
+        ["optim.lr=2e-3", "steps=12", "vae.clips_per_step=2", "optim.decay_steps=5"],
     )
     vae = vae_train_config(config)
     assert (vae.preset, vae.lr, vae.steps, vae.clips_per_step) == ("tiny-s4", 2e-3, 12, 2)
+    assert vae.decay_steps == 5
     assert (vae.out_dir, vae.bf16, vae.threads) == ("runs/vae-s4", True, 2)
     with pytest.raises(ConfigError, match="stage vae runs in one process"):
         load_config(CONFIGS / "vae-tiny.yaml", ["parallel.strategy=ddp"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from kinema import lr_schedule as schedule
 from kinema.compression.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kinema.compression.data import MixedClipDataset
 from kinema.compression.losses import (
@@ -51,6 +51,7 @@ class VAETrainConfig:
     lr: float = 4e-4  # AdamW peak learning rate, after a linear warmup
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # cosine decay down to lr · min_lr_ratio
+    decay_steps: int | None = None  # None: decay over the whole run; N: hold lr, decay the last N
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     kl_weight: float = 1e-6
@@ -99,11 +100,10 @@ def apply_overrides(config: VAETrainConfig, items: list[str]) -> VAETrainConfig:
 
 
 def learning_rate(config: VAETrainConfig, step: int) -> float:
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+    """Warmup, then cosine decay over the run or its last `decay_steps` (kinema.lr_schedule)."""
+    return schedule.learning_rate(
+        step, config.steps, config.lr, config.warmup_steps, config.min_lr_ratio, config.decay_steps
+    )
 
 
 class VAETrainer:
@@ -114,6 +114,8 @@ class VAETrainer:
             raise ValueError(f"unknown VAE preset {config.preset!r}; valid: {sorted(PRESETS)}")
         if config.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be >= 1, got {config.keep_checkpoints}")
+        if config.decay_steps is not None and config.decay_steps < 1:
+            raise ValueError(f"decay_steps must be >= 1 or None, got {config.decay_steps}")
         self.config = config
         self.out = Path(config.out_dir)
         torch.manual_seed(config.seed)

@@ -138,6 +138,9 @@ class OptimConfig:
     lr: float = 1e-4  # AdamW peak learning rate, reached after the warmup
     warmup_steps: int = 100  # linear warmup from lr / warmup_steps
     min_lr_ratio: float = 0.1  # cosine decay from lr down to lr * min_lr_ratio at the last step
+    # None: the decay spans the whole run after the warmup; N: warmup-stable-decay, lr is held
+    # until the last N steps (continue a run at full lr; finish any checkpoint with N more steps)
+    decay_steps: int | None = None
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # clip the global gradient norm to this (inf: measure only)
@@ -173,6 +176,7 @@ VAE_SHARED_FIELDS = {
     "lr": "optim.lr",
     "warmup_steps": "optim.warmup_steps",
     "min_lr_ratio": "optim.min_lr_ratio",
+    "decay_steps": "optim.decay_steps",
     "weight_decay": "optim.weight_decay",
     "grad_clip": "optim.grad_clip",
     "log_every": "log_every",
@@ -220,6 +224,7 @@ def vae_train_config(config: TrainConfig) -> VAETrainConfig:
         lr=o.lr,
         warmup_steps=o.warmup_steps,
         min_lr_ratio=o.min_lr_ratio,
+        decay_steps=o.decay_steps,
         weight_decay=o.weight_decay,
         grad_clip=o.grad_clip,
         log_every=config.log_every,
@@ -553,6 +558,8 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
     if not 0.0 <= config.optim.min_lr_ratio <= 1.0:
         raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {config.optim.min_lr_ratio}")
+    if config.optim.decay_steps is not None:
+        _positive(config.optim.decay_steps, "optim.decay_steps")
     if config.optim.warmup_steps < 0:
         raise ConfigError(f"optim.warmup_steps must be >= 0, got {config.optim.warmup_steps}")
     if config.samples.every < 0:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from kinema import lr_schedule as schedule
 from kinema.train.checkpoint import (
     NonFiniteWeightsError,
     gather_model_state,
@@ -78,12 +79,11 @@ class TrainingDivergedError(RuntimeError):
 
 
 def learning_rate(optim: OptimConfig, total_steps: int, step: int) -> float:
-    """Linear warmup to `optim.lr`, then cosine decay to ``lr * min_lr_ratio`` at the last step."""
-    if step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
-    progress = (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return optim.lr * (optim.min_lr_ratio + (1 - optim.min_lr_ratio) * cosine)
+    """Linear warmup to `optim.lr`, then cosine decay to ``lr * min_lr_ratio`` at the last step,
+    over the whole run or over its last `optim.decay_steps` (see :mod:`kinema.lr_schedule`)."""
+    return schedule.learning_rate(
+        step, total_steps, optim.lr, optim.warmup_steps, optim.min_lr_ratio, optim.decay_steps
+    )
 
 
 @dataclass
