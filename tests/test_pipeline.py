@@ -130,6 +130,16 @@ def test_seeds_reproduce_and_differ(pipe):
     assert 0 <= random.seed < 2**32 and random.settings.seed == random.seed
 
 
+def test_the_stochastic_solver_is_reproducible_from_the_seed(pipe):
+    a = pipe("a red ball", seed=5, solver="stochastic")
+    b = pipe("a red ball", seed=5, solver="stochastic")
+    c = pipe("a red ball", seed=6, solver="stochastic")
+    euler = pipe("a red ball", seed=5)
+    assert torch.equal(a.latents[0], b.latents[0]) and a.settings.solver.value == "stochastic"
+    assert not torch.equal(a.latents[0], c.latents[0])
+    assert not torch.equal(a.latents[0], euler.latents[0])
+
+
 def test_t2i_and_sizes(pipe):
     out = pipe("a red ball", mode="t2i", seed=0, width=32, height=24)
     assert out.frames.shape == (1, 24, 32, 3) and out.latents[0].shape == (4, 1, 6, 8)
@@ -342,6 +352,9 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
     assert code == 0, err
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["image_first"] is True and len(record["spans"]) == 2
+    code, _, err = run_cli(capsys, *argv[:6], "--solver", "stochastic", "--seed", "3")
+    assert code == 0, err
+    assert json.loads(out.with_suffix(".json").read_text())["solver"] == "stochastic"
 
 
 def test_expand_prompt_option(pipe):

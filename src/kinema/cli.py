@@ -245,6 +245,9 @@ def _add_bench(commands) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
     p.add_argument(
+        "--solver", choices=["euler", "heun", "stochastic"], default="euler", help="default: euler"
+    )
+    p.add_argument(
         "--image-first",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -281,7 +284,7 @@ def _generate_suite(args: argparse.Namespace) -> Path:
 
     entries = load_suite(args.suite)[: args.limit]
     pipe = Pipeline.from_pretrained(args.model)
-    generate = pipeline_generator(pipe, args.steps, args.guidance, args.image_first)
+    generate = pipeline_generator(pipe, args.steps, args.guidance, args.image_first, args.solver)
     out = args.out or f"outputs/bench-{args.suite}"
     return generate_suite(generate, entries, out, text=args.text)
 
@@ -335,6 +338,9 @@ def _add_generate(commands) -> None:
     p.add_argument("--frames", type=int, default=None, help="frames the mode makes (per mode)")
     p.add_argument("--fps", type=float, default=None, help="default: the model's")
     p.add_argument("--guidance", type=float, default=None, help="default: the model's")
+    p.add_argument(
+        "--solver", choices=["euler", "heun", "stochastic"], default="euler", help="default: euler"
+    )
     p.add_argument("--seed", type=int, default=-1, help="-1: random (printed)")
     p.add_argument("--context-latents", type=int, default=2, help="context of extend/long/loop")
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
@@ -383,6 +389,7 @@ def run_generate(args: argparse.Namespace) -> int:
             fps=args.fps,
             num_inference_steps=args.steps,
             guidance_scale=args.guidance,
+            solver=args.solver,
             seed=seed,
             context_latents=args.context_latents,
             callback=progress,

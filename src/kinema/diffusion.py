@@ -157,5 +157,6 @@ def generate_latents(
         sde_edit_strength=sde_edit_strength,
         x_init=init_tokens,
         callback=callback,
+        step_generator=generator,
     )
     return unpatchify(x, grid, C, patch)

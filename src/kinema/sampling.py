@@ -23,7 +23,7 @@ from typing import Literal, Protocol, TypeVar
 import torch
 from torch import Tensor
 
-from kinema.flow import interpolate, shift_timesteps
+from kinema.flow import interpolate, predict_x0, shift_timesteps
 
 __all__ = [
     "Condition",
@@ -35,6 +35,7 @@ __all__ = [
     "guided_velocity",
     "heun_step",
     "sample",
+    "stochastic_step",
     "timestep_schedule",
 ]
 
@@ -55,6 +56,9 @@ StepCallback = Callable[[int, float, Tensor], None]  # (step index, time x now s
 class Solver(Enum):
     EULER = "euler"  # first order, one model evaluation per step
     HEUN = "heun"  # second order, two evaluations per step (one on the last step to t = 0)
+    # one evaluation per step: predict x0, then noise it afresh to the next time (ancestral, as
+    # diffusers' flow-matching Euler with stochastic_sampling); deterministic given a generator
+    STOCHASTIC = "stochastic"
 
 
 @dataclass
@@ -105,6 +109,12 @@ def heun_step(velocity_fn: VelocityFn, x: Tensor, t: float, t_next: float) -> Te
         return x_euler
     v_next = velocity_fn(x_euler, t_next)
     return euler_step(x, 0.5 * (v + v_next), t, t_next)
+
+
+def stochastic_step(x: Tensor, v: Tensor, t: float, t_next: float, noise: Tensor) -> Tensor:
+    """Jump to the clean data ``x0 = x - t v`` the velocity implies, then back out to ``t_next``
+    along fresh ``noise``: ``(1 - t_next) x0 + t_next noise`` (``x0`` itself at t_next = 0)."""
+    return interpolate(predict_x0(x, v, t), noise, t_next)
 
 
 def guided_velocity(
@@ -197,13 +207,16 @@ def sample(
     x_init: Tensor | None = None,
     callback: StepCallback | None = None,
     generator: torch.Generator | None = None,
+    step_generator: torch.Generator | None = None,
 ) -> Tensor:
     """Integrate ``dx/dt = v`` from noise (t = 1) to data (t = 0); returns x at t = 0.
 
     noise: the starting noise ``(..., N, D)``, or its shape to draw with ``generator``.
     sde_edit_strength: SDEdit; start at ``interpolate(x_init, noise, s)`` and run only the part of
     the ``steps``-step schedule below ``s`` (s = 0 returns x_init, s = 1 is plain sampling).
-    callback(i, t, x) runs after step i with x at time t. Deterministic given noise or generator.
+    callback(i, t, x) runs after step i with x at time t. Deterministic given noise or generator;
+    the stochastic solver draws its fresh noise from ``step_generator`` (torch's global generator
+    without one), on that generator's device.
     """
     solver = _as_solver(solver)
     x, t_start = _start(noise, generator, x_init, sde_edit_strength)
@@ -216,6 +229,12 @@ def sample(
     for i, (t, t_next) in enumerate(pairwise(times)):
         if solver is Solver.HEUN:
             x = heun_step(velocity, x, t, t_next)
+        elif solver is Solver.STOCHASTIC:
+            device = step_generator.device if step_generator is not None else None
+            fresh = torch.randn(x.shape, generator=step_generator, device=device).to(x)
+            x = stochastic_step(x, velocity(x, t), t, t_next, fresh)
+            if condition is not None:  # given tokens are clean, never noised afresh
+                x = torch.where(condition.mask[..., None], condition.latents.to(x), x)
         else:
             x = euler_step(x, velocity(x, t), t, t_next)
         if callback is not None:

@@ -32,9 +32,10 @@ def pipeline_generator(
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
     image_first: bool | None = None,
+    solver: str = "euler",
 ) -> ClipGenerator:
     """A ClipGenerator over a `kinema.pipeline.Pipeline` (text to video); None: the model's
-    default."""
+    default. `solver` is a `kinema.sampling.Solver` value."""
 
     def generate(text: str, width: int, height: int, frames: int, fps: float, seed: int):
         out = pipe(
@@ -48,6 +49,7 @@ def pipeline_generator(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
             image_first=image_first,
+            solver=solver,
         )
         return out.frames
 
