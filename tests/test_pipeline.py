@@ -135,6 +135,7 @@ def test_the_stochastic_solver_is_reproducible_from_the_seed(pipe):
     b = pipe("a red ball", seed=5, solver="stochastic")
     c = pipe("a red ball", seed=6, solver="stochastic")
     euler = pipe("a red ball", seed=5)
+    assert euler.settings.solver.value == "euler"  # the model's default
     assert torch.equal(a.latents[0], b.latents[0]) and a.settings.solver.value == "stochastic"
     assert not torch.equal(a.latents[0], c.latents[0])
     assert not torch.equal(a.latents[0], euler.latents[0])

@@ -121,6 +121,7 @@ def test_samples_and_export_round_trip_through_kinema_hub(tmp_path):
         "samples.height=16",
         "samples.width=16",
         "samples.steps=2",
+        "samples.solver=stochastic",
     )
     model_dir = Trainer(config, text_encoder=RandomTextEncoder()).run(progress=False)
     assert model_dir == run / "model"
@@ -138,6 +139,7 @@ def test_samples_and_export_round_trip_through_kinema_hub(tmp_path):
             assert torch.equal(v, ema[k]), k
         assert loaded.index.patch == (1, 2, 2) and loaded.index.extra["training"]["step"] == 2
         assert (loaded.index.defaults.width, loaded.index.defaults.num_frames) == (16, 5)
+        assert loaded.index.defaults.solver == "stochastic"  # the samples' solver is the model's
     half = tmp_path / "half"
     assert train_main(["export", str(run), "--out", str(half), "--bf16"]) == 0
     stored = load_file(half / "transformer" / "model.safetensors")

@@ -244,9 +244,7 @@ def _add_bench(commands) -> None:
     p.add_argument("--text", choices=["prompt", "caption"], default="prompt", help="text to use")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
-    p.add_argument(
-        "--solver", choices=["euler", "heun", "stochastic"], default="euler", help="default: euler"
-    )
+    _add_solver(p)
     p.add_argument(
         "--image-first",
         action=argparse.BooleanOptionalAction,
@@ -260,6 +258,13 @@ def _add_bench(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the spec shuffle")
     p.add_argument("--workers", type=int, default=None)
     _add_bench_modes(bench)
+
+
+def _add_solver(p: argparse.ArgumentParser) -> None:
+    from kinema.sampling import Solver
+
+    solvers = [s.value for s in Solver]
+    p.add_argument("--solver", choices=solvers, default=None, help="default: the model's")
 
 
 def run_bench_world(args: argparse.Namespace) -> int:
@@ -338,9 +343,7 @@ def _add_generate(commands) -> None:
     p.add_argument("--frames", type=int, default=None, help="frames the mode makes (per mode)")
     p.add_argument("--fps", type=float, default=None, help="default: the model's")
     p.add_argument("--guidance", type=float, default=None, help="default: the model's")
-    p.add_argument(
-        "--solver", choices=["euler", "heun", "stochastic"], default="euler", help="default: euler"
-    )
+    _add_solver(p)
     p.add_argument("--seed", type=int, default=-1, help="-1: random (printed)")
     p.add_argument("--context-latents", type=int, default=2, help="context of extend/long/loop")
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")

@@ -74,6 +74,7 @@ class GenerationDefaults:
     shift: float | None = None  # sampling timestep shift; None: the token-count shift of training
     negative_prompt: str = ""
     image_first: bool = False  # t2v makes frame 0 as an image first (kinema.modes.ModeInputs)
+    solver: str = "euler"  # a kinema.sampling.Solver value: euler, heun or stochastic
 
 
 @dataclass(frozen=True)

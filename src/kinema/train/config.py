@@ -30,6 +30,7 @@ import yaml
 
 from kinema.atomic import atomic_write_text
 from kinema.compression.train import VAETrainConfig
+from kinema.sampling import Solver
 from kinema.transformer import PRESETS as DIT_PRESETS
 from kinema.transformer import DiTConfig
 
@@ -158,6 +159,7 @@ class SampleConfig:
     fps: int = 8  # frame rate of the written .mp4
     seed: int = 0  # noise seed: the same noise at every sampling step
     image_first: bool = False  # exported models make t2v's frame 0 as an image first
+    solver: str = "euler"  # euler | heun | stochastic (kinema.sampling.Solver); exported too
 
 
 @dataclass
@@ -562,6 +564,9 @@ def validate(config: TrainConfig) -> None:
         _positive(config.optim.decay_steps, "optim.decay_steps")
     if config.optim.warmup_steps < 0:
         raise ConfigError(f"optim.warmup_steps must be >= 0, got {config.optim.warmup_steps}")
+    solvers = [s.value for s in Solver]
+    if config.samples.solver not in solvers:
+        raise ConfigError(f"samples.solver must be one of {solvers}, got {config.samples.solver!r}")
     if config.samples.every < 0:
         raise ConfigError(f"samples.every must be >= 0 (0: never), got {config.samples.every}")
     if any(p < 1 for p in config.model.patch):

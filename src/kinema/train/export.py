@@ -15,6 +15,7 @@ import torch
 
 from kinema.diffusion import generate_latents
 from kinema.hub import GenerationDefaults, ModelIndex, save_model
+from kinema.sampling import Solver
 from kinema.train.checkpoint import latest_checkpoint, read_checkpoint
 from kinema.train.config import TrainConfig, load_config
 from kinema.transformer import DiT
@@ -39,6 +40,7 @@ def model_index(config: TrainConfig, step: int) -> ModelIndex:
             guidance_scale=s.guidance_scale,
             shift=config.model.timestep_shift,
             image_first=s.image_first,
+            solver=s.solver,
         ),
         extra={
             "training": {
@@ -120,6 +122,7 @@ def render_prompts(
             steps=s.steps,
             guidance_scale=s.guidance_scale,
             shift=config.model.timestep_shift,
+            solver=Solver(s.solver),
             generator=torch.Generator().manual_seed(s.seed + i),
         )
         video = vae.decode(latents[None].to(device), num_frames=s.num_frames)  # (1, 3, T, H, W)

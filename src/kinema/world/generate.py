@@ -32,7 +32,7 @@ def pipeline_generator(
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
     image_first: bool | None = None,
-    solver: str = "euler",
+    solver: str | None = None,
 ) -> ClipGenerator:
     """A ClipGenerator over a `kinema.pipeline.Pipeline` (text to video); None: the model's
     default. `solver` is a `kinema.sampling.Solver` value."""
