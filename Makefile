@@ -1,6 +1,5 @@
 # Kinema: two commands from a fresh clone.
-#   make demo   set up .venv and generate the default prompt with the shipped model (while none
-#               is shipped: render the prompt's scene with the world and score it with WorldBench)
+#   make demo   set up .venv and generate the default prompt with the shipped model (models/default)
 #   make test   set up .venv, lint, check formatting, run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
