@@ -49,6 +49,15 @@ def test_changed_file_fails_the_hash_check(tmp_path):
     load_model(folder, verify=False)  # still loadable when asked not to check
 
 
+def test_an_unknown_default_solver_fails_when_the_index_is_read():
+    index = ModelIndex().to_dict()
+    index["defaults"]["solver"] = "rk4"
+    with pytest.raises(ValueError, match=r"defaults.solver is 'rk4'; valid solvers are \['euler'"):
+        ModelIndex.from_dict(index)
+    index["defaults"]["solver"] = "stochastic"
+    assert ModelIndex.from_dict(index).defaults.solver == "stochastic"
+
+
 def test_missing_index_and_non_finite_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a Kinema model folder"):
         load_model(tmp_path)

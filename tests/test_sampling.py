@@ -116,6 +116,11 @@ def test_stochastic_solver_is_reproducible_from_its_generator_and_differs_from_e
 
     assert torch.equal(run(3), run(3))
     assert not torch.allclose(run(3), run(4))
+    # with the noise drawn from a generator, that generator also drives every step
+    shape = tuple(noise.shape)
+    a = sample(Blend(), shape, 6, solver="stochastic", generator=torch.Generator().manual_seed(1))
+    b = sample(Blend(), shape, 6, solver="stochastic", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
     assert not torch.allclose(run(3), sample(Blend(), noise, 6, solver=Solver.EULER))
 
 

@@ -1,6 +1,6 @@
 """The `kinema` command.
 
-kinema demo                       render a few world clips, score them, print where they are
+kinema demo                       generate the default prompt with the shipped model (3 sizes)
 kinema world make --n N --out DIR make a data set of world clips with a manifest
 kinema world suite --out PATH     regenerate WorldBench's public prompt suite
 kinema bench world --manifest M   score videos against their specs with WorldBench
@@ -81,13 +81,14 @@ def _add_demo(commands) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """One clip per aspect ratio, written as mp4 with a JSON sidecar each. Without a model
-    folder (none given and none shipped yet), the world renders the prompt's scene instead."""
+    folder (none given and models/default has no model_index.json), the world renders the
+    prompt's scene instead."""
     from kinema.hub import DEFAULT_MODEL_DIR, INDEX_NAME
     from kinema.pipeline import Pipeline, save_output
 
     if args.model is None and not (DEFAULT_MODEL_DIR / INDEX_NAME).is_file():
         print(
-            f"no shipped model at {DEFAULT_MODEL_DIR} yet: Kinema's world renders the prompt's "
+            f"no model_index.json in {DEFAULT_MODEL_DIR}: Kinema's world renders the prompt's "
             "scene instead (what a model trained on the world learns to generate)"
         )
         return _world_demo(args.prompt, Path(args.out), args.seed)

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from kinema.atomic import atomic_directory
 from kinema.compression.vae import CausalVAE
+from kinema.sampling import Solver
 from kinema.text import sha256_file
 from kinema.transformer import DiT, DiTConfig
 from kinema.transformer.layers import AttentionBackend
@@ -77,6 +78,13 @@ class GenerationDefaults:
     solver: str = "euler"  # a kinema.sampling.Solver value: euler, heun or stochastic
 
 
+def _check_defaults(defaults: GenerationDefaults) -> GenerationDefaults:
+    solvers = [s.value for s in Solver]
+    if defaults.solver not in solvers:
+        raise ValueError(f"defaults.solver is {defaults.solver!r}; valid solvers are {solvers}")
+    return defaults
+
+
 @dataclass(frozen=True)
 class ModelLimits:
     """Sizes the model accepts (pixels); width and height must also be multiples of the VAE's
@@ -112,7 +120,7 @@ class ModelIndex:
             patch=tuple(int(p) for p in d["patch"]),
             text_encoder=str(d["text_encoder"]),
             text_max_length=int(d.get("text_max_length", 64)),
-            defaults=GenerationDefaults(**d.get("defaults", {})),
+            defaults=_check_defaults(GenerationDefaults(**d.get("defaults", {}))),
             limits=ModelLimits(**d.get("limits", {})),
             files=dict(d.get("files", {})),
             extra=dict(d.get("extra", {})),

@@ -15,6 +15,7 @@ Stable API (the studio and the CLI call exactly this)::
         strength=None,                 # edit: SDEdit strength in (0, 1] (default 0.6)
         width=None, height=None, num_frames=None, fps=None,
         num_inference_steps=None, guidance_scale=None,
+        solver=None,                   # "euler", "heun" or "stochastic" (None: the model's default)
         seed=None,                     # None or -1: a random seed (returned in out.seed)
         generator=None,                # or a torch.Generator (exclusive with seed)
         callback=None,                 # callback(StepInfo) after every sampling step

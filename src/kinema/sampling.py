@@ -215,10 +215,12 @@ def sample(
     sde_edit_strength: SDEdit; start at ``interpolate(x_init, noise, s)`` and run only the part of
     the ``steps``-step schedule below ``s`` (s = 0 returns x_init, s = 1 is plain sampling).
     callback(i, t, x) runs after step i with x at time t. Deterministic given noise or generator;
-    the stochastic solver draws its fresh noise from ``step_generator`` (torch's global generator
-    without one), on that generator's device.
+    the stochastic solver draws its fresh noise from ``step_generator`` (by default ``generator``
+    when the noise is drawn from one, else torch's global generator), on that generator's device.
     """
     solver = _as_solver(solver)
+    if step_generator is None and not isinstance(noise, Tensor):
+        step_generator = generator  # one seeded generator drives the start and every step
     x, t_start = _start(noise, generator, x_init, sde_edit_strength)
     if condition is not None:
         _check_condition(condition, x)
