@@ -52,7 +52,7 @@ def test_changed_file_fails_the_hash_check(tmp_path):
 def test_an_unknown_default_solver_fails_when_the_index_is_read():
     index = ModelIndex().to_dict()
     index["defaults"]["solver"] = "rk4"
-    with pytest.raises(ValueError, match=r"defaults.solver is 'rk4'; valid solvers are \['euler'"):
+    with pytest.raises(ValueError, match=r"unknown solver 'rk4'; valid solvers are \['euler'"):
         ModelIndex.from_dict(index)
     index["defaults"]["solver"] = "stochastic"
     assert ModelIndex.from_dict(index).defaults.solver == "stochastic"

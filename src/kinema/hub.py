@@ -77,12 +77,8 @@ class GenerationDefaults:
     image_first: bool = False  # t2v makes frame 0 as an image first (kinema.modes.ModeInputs)
     solver: str = "euler"  # a kinema.sampling.Solver value: euler, heun or stochastic
 
-
-def _check_defaults(defaults: GenerationDefaults) -> GenerationDefaults:
-    solvers = [s.value for s in Solver]
-    if defaults.solver not in solvers:
-        raise ValueError(f"defaults.solver is {defaults.solver!r}; valid solvers are {solvers}")
-    return defaults
+    def __post_init__(self) -> None:
+        Solver.parse(self.solver)  # a bad name fails where the model index is read
 
 
 @dataclass(frozen=True)
@@ -120,7 +116,7 @@ class ModelIndex:
             patch=tuple(int(p) for p in d["patch"]),
             text_encoder=str(d["text_encoder"]),
             text_max_length=int(d.get("text_max_length", 64)),
-            defaults=_check_defaults(GenerationDefaults(**d.get("defaults", {}))),
+            defaults=GenerationDefaults(**d.get("defaults", {})),
             limits=ModelLimits(**d.get("limits", {})),
             files=dict(d.get("files", {})),
             extra=dict(d.get("extra", {})),

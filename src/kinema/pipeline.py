@@ -457,7 +457,7 @@ class Pipeline:
             else num_inference_steps,
             guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
             shift=d.shift if shift is None else shift,
-            solver=_solver(d.solver if solver is None else solver),
+            solver=Solver.parse(d.solver if solver is None else solver),
             seed=seed,
             strength=strength,
             context_latents=context_latents,
@@ -674,14 +674,6 @@ def _parse_output_type(value: OutputType | str) -> OutputType:
     except ValueError:
         valid = ", ".join(o.value for o in OutputType)
         raise ValueError(f"unknown output_type {value!r}; valid: {valid}") from None
-
-
-def _solver(value: Solver | str) -> Solver:
-    try:
-        return Solver(value)
-    except ValueError:
-        valid = ", ".join(s.value for s in Solver)
-        raise ValueError(f"unknown solver {value!r}; valid: {valid}") from None
 
 
 def _psnr(errors: list[tuple[float, int]]) -> float | None:

@@ -60,6 +60,15 @@ class Solver(Enum):
     # diffusers' flow-matching Euler with stochastic_sampling); deterministic given a generator
     STOCHASTIC = "stochastic"
 
+    @classmethod
+    def parse(cls, value: Solver | str) -> Solver:
+        """A solver from its name, or a ValueError that names the valid ones."""
+        try:
+            return cls(value)
+        except ValueError:
+            valid = [s.value for s in cls]
+            raise ValueError(f"unknown solver {value!r}; valid solvers are {valid}") from None
+
 
 @dataclass
 class Condition:
@@ -148,14 +157,6 @@ def _velocity_fn(
     return velocity
 
 
-def _as_solver(value: Solver | str) -> Solver:
-    try:
-        return Solver(value)
-    except ValueError:
-        valid = [s.value for s in Solver]
-        raise ValueError(f"unknown solver {value!r}; valid solvers are {valid}") from None
-
-
 def _check_condition(condition: Condition, x: Tensor) -> None:
     if condition.latents.shape != x.shape:
         shapes = f"{tuple(condition.latents.shape)} vs {tuple(x.shape)}"
@@ -218,7 +219,7 @@ def sample(
     the stochastic solver draws its fresh noise from ``step_generator`` (by default ``generator``
     when the noise is drawn from one, else torch's global generator), on that generator's device.
     """
-    solver = _as_solver(solver)
+    solver = Solver.parse(solver)
     if step_generator is None and not isinstance(noise, Tensor):
         step_generator = generator  # one seeded generator drives the start and every step
     x, t_start = _start(noise, generator, x_init, sde_edit_strength)

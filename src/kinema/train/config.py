@@ -565,9 +565,10 @@ def validate(config: TrainConfig) -> None:
         _positive(config.optim.decay_steps, "optim.decay_steps")
     if config.optim.warmup_steps < 0:
         raise ConfigError(f"optim.warmup_steps must be >= 0, got {config.optim.warmup_steps}")
-    solvers = [s.value for s in Solver]
-    if config.samples.solver not in solvers:
-        raise ConfigError(f"samples.solver must be one of {solvers}, got {config.samples.solver!r}")
+    try:
+        Solver.parse(config.samples.solver)
+    except ValueError as err:
+        raise ConfigError(f"samples.solver: {err}") from None
     if config.samples.every < 0:
         raise ConfigError(f"samples.every must be >= 0 (0: never), got {config.samples.every}")
     if any(p < 1 for p in config.model.patch):

@@ -122,7 +122,7 @@ def render_prompts(
             steps=s.steps,
             guidance_scale=s.guidance_scale,
             shift=config.model.timestep_shift,
-            solver=Solver(s.solver),
+            solver=Solver.parse(s.solver),
             generator=torch.Generator().manual_seed(s.seed + i),
         )
         video = vae.decode(latents[None].to(device), num_frames=s.num_frames)  # (1, 3, T, H, W)
