@@ -9,6 +9,7 @@ from kinema.modes import (
     Mode,
     ModeInputs,
     WindowGeometry,
+    blend_seams,
     build_mode_spec,
     default_num_frames,
     fill_unknown,
@@ -60,6 +61,29 @@ def test_fill_unknown_blends_between_known_frames():
     assert (only_first == 0).all()
     with pytest.raises(ValueError, match="at least one known"):
         fill_unknown(frames, np.zeros(5, bool))
+
+
+def test_blend_seams_carries_the_residual_of_given_frames_into_generated_ones():
+    decoded = np.full((6, 2, 2, 3), 100, np.uint8)
+    given = np.zeros_like(decoded)
+    given[0], given[5] = 110, 80  # residuals +10 (left) and -20 (right)
+    generate = np.array([False, True, True, True, True, False])
+    both = blend_seams(decoded, given, generate)
+    assert both[:, 0, 0, 0].tolist() == [100, 104, 98, 92, 86, 100]  # given frames as decoded
+    # one given side: the residual fades to zero one frame past the window's end
+    forward = blend_seams(decoded, given, np.array([False, True, True, True, True, True]))
+    assert forward[1:, 0, 0, 0].tolist() == [108, 107, 105, 103, 102]
+    backward = blend_seams(decoded, given, np.array([True, True, True, True, True, False]))
+    assert backward[:5, 0, 0, 0].tolist() == [97, 93, 90, 87, 83]
+    # nothing given or nothing generated: unchanged; values stay in uint8 range
+    assert (blend_seams(decoded, given, np.ones(6, bool)) == decoded).all()
+    assert (blend_seams(decoded, given, np.zeros(6, bool)) == decoded).all()
+    bright = np.full_like(decoded, 250)
+    given[0] = 255
+    decoded_dark = bright.copy()
+    decoded_dark[0] = 200
+    clipped = blend_seams(decoded_dark, given, np.array([False, True, True, True, True, True]))
+    assert clipped.dtype == np.uint8 and clipped[1, 0, 0, 0] == 255
 
 
 def test_spans_of_runs():

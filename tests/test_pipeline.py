@@ -17,7 +17,7 @@ from kinema.cli import main
 from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
 from kinema.hub import GenerationDefaults, ModelIndex, ModelLimits, save_model
-from kinema.modes import Mode, build_mode_spec, fill_unknown
+from kinema.modes import Mode, blend_seams, build_mode_spec, fill_unknown
 from kinema.pipeline import Pipeline, StepInfo, save_output
 from kinema.text import TextEmbedding
 from kinema.transformer import DiT, get_preset
@@ -189,6 +189,26 @@ def test_extend_forward_and_backward(pipe):
     assert [s.window for s in bwd.spans] == [2, 1, 0, None]
     expected = encoded_given(pipe, bwd, Mode.EXTEND_BACKWARD, video=video)
     assert torch.equal(bwd.latents[0][:, 1:], expected[:, 1:])
+
+
+def test_seams_are_blended_into_the_given_frames(pipe):
+    video = frames(7, seed=6)
+    kwargs = {"mode": "extend-forward", "video": video, "seed": 1, "num_frames": 4}
+    raw = pipe("a red ball", blend_seams=False, **kwargs)
+    blended = pipe("a red ball", **kwargs)
+    assert blended.settings.blend_seams and not raw.settings.blend_seams
+    assert torch.equal(raw.latents[0], blended.latents[0])  # sampling is the same
+    # unblended: the generated frames are the decoded window's; blended: moved by the residual
+    # of the given frames (the window is the video's last 5 frames, then 4 new ones)
+    decoded = pipe.decode_latents(raw.latents[0])
+    np.testing.assert_array_equal(raw.frames[7:], decoded[5:])
+    window = np.concatenate([video[2:], decoded[5:]])
+    generate = np.array([False] * 5 + [True] * 4)
+    np.testing.assert_array_equal(blended.frames[7:], blend_seams(decoded, window, generate)[5:])
+    assert np.array_equal(blended.frames[:7], video) and not np.array_equal(
+        blended.frames, raw.frames
+    )
+    assert blended.given_psnr == raw.given_psnr  # measured on the decoded given frames
 
 
 def test_connect_makes_a_transition(pipe):

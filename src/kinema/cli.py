@@ -356,6 +356,12 @@ def _add_generate(commands) -> None:
         "model's)",
     )
     p.add_argument(
+        "--blend-seams",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="correct generated frames towards the given frames they join (default: on)",
+    )
+    p.add_argument(
         "--expand",
         choices=["world", "llm"],
         default=None,
@@ -399,6 +405,7 @@ def run_generate(args: argparse.Namespace) -> int:
             callback=progress,
             expand_prompt=False if args.expand is None else load_expander(args.expand),
             image_first=args.image_first,
+            blend_seams=args.blend_seams,
             **inputs,
         )
     finally:

@@ -35,6 +35,12 @@ loop               a t2v window, then a second window that regenerates the last 
                    end flows into the start
 =================  ==============================================================================
 
+A decoded window does not reproduce its given frames exactly (the VAE's reconstruction error),
+so generated frames written next to the given ones would jump at the seam. :func:`blend_seams`
+moves each generated frame by the residual (given minus decoded) of the given frames around it,
+linearly interpolated across a run of generated frames and faded to zero towards an open end:
+the seam becomes as smooth as the decoded window itself, and given frames stay untouched.
+
 Everything here is pure numpy on uint8 frames ``(T, H, W, 3)``; the pipeline
 (:mod:`kinema.pipeline`) encodes, samples and decodes.
 """
@@ -54,6 +60,7 @@ __all__ = [
     "Span",
     "Window",
     "WindowGeometry",
+    "blend_seams",
     "build_mode_spec",
     "default_num_frames",
     "fill_unknown",
@@ -248,6 +255,40 @@ def fill_unknown(frames: np.ndarray, known: np.ndarray) -> np.ndarray:
         w = 0.0 if right == left else (i - left) / (right - left)
         blend = (1 - w) * frames[left].astype(np.float32) + w * frames[right].astype(np.float32)
         out[i] = np.round(blend).astype(np.uint8)
+    return out
+
+
+def blend_seams(decoded: np.ndarray, given: np.ndarray, generate: np.ndarray) -> np.ndarray:
+    """A decoded window's frames with its generated ones corrected towards its given frames.
+
+    ``decoded`` (F, H, W, 3) uint8 is the whole window as decoded, ``given`` (F, H, W, 3) uint8
+    holds the given frames at the slots where ``generate`` (F,) is False (other slots are not
+    read). A given frame's residual is ``given - decoded``; generated frame ``i`` between given
+    frames ``a < i < b`` gets ``((b - i) r_a + (i - a) r_b) / (b - a)`` added; before the first
+    or after the last given frame the residual fades linearly to zero one frame past the
+    window's end. Given frames (and a window without any) come back as decoded."""
+    out = decoded.copy()
+    known = np.flatnonzero(~generate)
+    if len(known) == 0 or len(known) == len(generate):
+        return out
+    residuals: dict[int, np.ndarray] = {}
+
+    def residual(slot: int) -> np.ndarray:
+        if slot not in residuals:
+            residuals[slot] = given[slot].astype(np.float32) - decoded[slot].astype(np.float32)
+        return residuals[slot]
+
+    for i in np.flatnonzero(generate):
+        k = int(np.searchsorted(known, i))
+        left = int(known[k - 1]) if k > 0 else -1  # -1 and F: zero-residual anchors
+        right = int(known[k]) if k < len(known) else len(generate)
+        w = (i - left) / (right - left)  # the right anchor's weight
+        correction = np.zeros(decoded.shape[1:], np.float32)
+        if left >= 0:
+            correction += (1 - w) * residual(left)
+        if right < len(generate):
+            correction += w * residual(right)
+        out[i] = np.clip(np.rint(decoded[i] + correction), 0, 255).astype(np.uint8)
     return out
 
 

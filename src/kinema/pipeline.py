@@ -23,6 +23,8 @@ Stable API (the studio and the CLI call exactly this)::
         expand_prompt=False,           # True: the offline world expander; or any Expander
         image_first=None,              # t2v/long/loop: frame 0 as an image, then the clip from it
                                        # (None: the model's default)
+        blend_seams=True,              # generated frames corrected towards the given frames
+                                       # around them (kinema.modes.blend_seams)
     )
     out.frames   # (T, H, W, 3) uint8 (None for output_type="latent")
     out.fps, out.seed, out.mode
@@ -43,7 +45,8 @@ How: text is encoded once (prompt and negative prompt); :func:`kinema.modes.buil
 turns the mode and its inputs into windows over a timeline of frames; each window is encoded
 (given frames), sampled by :func:`kinema.diffusion.generate_latents` with a per-latent-frame
 condition mask (given latents clean at t = 0, kept through sampling) or an SDEdit start, and
-decoded in latent chunks. Windows are decoded and written back one at a time, so memory is
+decoded in latent chunks; generated frames are blended into the given frames around them
+(:func:`kinema.modes.blend_seams`). Windows are decoded and written back one at a time, so memory is
 bounded by one window, whatever the length (the uint8 output frames are held).
 """
 
@@ -76,6 +79,7 @@ from kinema.modes import (
     Span,
     Window,
     WindowGeometry,
+    blend_seams,
     build_mode_spec,
     default_num_frames,
     fill_unknown,
@@ -154,6 +158,7 @@ class Settings:
     model: str | None  # the model folder
     original_prompt: str | None = None  # the user's prompt when `prompt` is its expansion
     image_first: bool = False  # t2v, long, loop: frame 0 as an image first, then the clip from it
+    blend_seams: bool = True  # generated frames corrected towards the given frames around them
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
@@ -428,6 +433,7 @@ class Pipeline:
         callback: Callable[[StepInfo], None] | None = None,
         expand_prompt: bool | Expander = False,
         image_first: bool | None = None,
+        blend_seams: bool = True,
     ) -> PipelineOutput:
         """Generate a video (see the module docstring for every argument)."""
         start = time.perf_counter()
@@ -465,6 +471,7 @@ class Pipeline:
             model=None if self.model_dir is None else str(self.model_dir),
             original_prompt=original_prompt,
             image_first=d.image_first if image_first is None else bool(image_first),
+            blend_seams=bool(blend_seams),
         )
         self._check_settings(settings)
         # 2. inputs, and the mode's timeline and windows
@@ -560,6 +567,8 @@ class Pipeline:
             if kept.any():
                 diff = frames[kept].astype(np.float64) - timeline[window.frame_ids[kept]]
                 errors.append((float(np.square(diff).sum()), diff.size))
+                if run.settings.blend_seams:
+                    frames = blend_seams(frames, timeline[window.frame_ids], window.generate)
             timeline[slots], filled[slots] = frames[window.generate], True
         out = slice(spec.output_start, spec.output_stop)
         return PipelineOutput(
