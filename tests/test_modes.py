@@ -68,21 +68,42 @@ def test_blend_seams_carries_the_residual_of_given_frames_into_generated_ones():
     given = np.zeros_like(decoded)
     given[0], given[5] = 110, 80  # residuals +10 (left) and -20 (right)
     generate = np.array([False, True, True, True, True, False])
-    both = blend_seams(decoded, given, generate)
+    # a run no longer than the fade: linear interpolation between the two residuals
+    both = blend_seams(decoded, given, generate, fade=4)
     assert both[:, 0, 0, 0].tolist() == [100, 104, 98, 92, 86, 100]  # given frames as decoded
-    # one given side: the residual fades to zero one frame past the window's end
-    forward = blend_seams(decoded, given, np.array([False, True, True, True, True, True]))
-    assert forward[1:, 0, 0, 0].tolist() == [108, 107, 105, 103, 102]
-    backward = blend_seams(decoded, given, np.array([True, True, True, True, True, False]))
-    assert backward[:5, 0, 0, 0].tolist() == [97, 93, 90, 87, 83]
-    # nothing given or nothing generated: unchanged; values stay in uint8 range
-    assert (blend_seams(decoded, given, np.ones(6, bool)) == decoded).all()
-    assert (blend_seams(decoded, given, np.zeros(6, bool)) == decoded).all()
+    # a longer run: each side's residual fades out within `fade` frames
+    short = blend_seams(decoded, given, generate, fade=2)
+    assert short[:, 0, 0, 0].tolist() == [100, 107, 103, 93, 87, 100]
+    forward = blend_seams(decoded, given, np.array([False] + [True] * 5), fade=2)
+    assert forward[1:, 0, 0, 0].tolist() == [107, 103, 100, 100, 100]
+    backward = blend_seams(decoded, given, np.array([True] * 5 + [False]), fade=2)
+    assert backward[:5, 0, 0, 0].tolist() == [100, 100, 100, 93, 87]
+    # nothing given or nothing generated: unchanged
+    assert (blend_seams(decoded, given, np.ones(6, bool), fade=2) == decoded).all()
+    assert (blend_seams(decoded, given, np.zeros(6, bool), fade=2) == decoded).all()
+    with pytest.raises(ValueError, match="fade must be >= 1"):
+        blend_seams(decoded, given, generate, fade=0)
+    with pytest.raises(ValueError, match="a flag per frame"):
+        blend_seams(decoded, given, generate[:5], fade=2)
+
+
+def test_blend_seams_uses_the_nearest_given_frame_per_pixel():
+    decoded = np.full((5, 2, 2, 3), 100, np.uint8)
+    given = decoded.copy()
+    given[0] = 150  # a given run of two frames: the nearer one (frame 1) counts
+    given[1, 0, 0], given[1, 1, 1] = 130, 90  # residuals +30 and -10, per pixel
+    given[4] = 80  # -20 on the other side
+    generate = np.array([False, False, True, True, False])
+    out = blend_seams(decoded, given, generate, fade=4)
+    # frame 2: weights 0.8 (frame 1) and 0.6 (frame 4), scaled to add up to 1
+    assert out[2, 0, 0, 0] == round(100 + (0.8 * 30 - 0.6 * 20) / 1.4)
+    assert out[2, 1, 1, 0] == round(100 + (0.8 * -10 - 0.6 * 20) / 1.4)
+    assert out[2, 0, 1, 0] == round(100 + (0.8 * 0 - 0.6 * 20) / 1.4)
     bright = np.full_like(decoded, 250)
-    given[0] = 255
-    decoded_dark = bright.copy()
-    decoded_dark[0] = 200
-    clipped = blend_seams(decoded_dark, given, np.array([False, True, True, True, True, True]))
+    target = bright.copy()
+    target[0] = 255
+    bright[0] = 200  # residual +55 would overflow: clipped to 255
+    clipped = blend_seams(bright, target, np.array([False, True, True, True, True]), fade=4)
     assert clipped.dtype == np.uint8 and clipped[1, 0, 0, 0] == 255
 
 

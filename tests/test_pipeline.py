@@ -204,7 +204,9 @@ def test_seams_are_blended_into_the_given_frames(pipe):
     np.testing.assert_array_equal(raw.frames[7:], decoded[5:])
     window = np.concatenate([video[2:], decoded[5:]])
     generate = np.array([False] * 5 + [True] * 4)
-    np.testing.assert_array_equal(blended.frames[7:], blend_seams(decoded, window, generate)[5:])
+    fade = pipe.vae.config.time_compression
+    expected = blend_seams(decoded, window, generate, fade)[5:]
+    np.testing.assert_array_equal(blended.frames[7:], expected)
     assert np.array_equal(blended.frames[:7], video) and not np.array_equal(
         blended.frames, raw.frames
     )
@@ -349,6 +351,12 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
         16,
     )
     assert record["model"] == str(model_dir) and record["inputs"] == {"image": str(image)}
+    assert record["blend_seams"] is True
+    code, _, err = run_cli(
+        capsys, *argv, "--image", str(image), "--frames", "5", "--no-blend-seams"
+    )
+    assert code == 0, err
+    assert json.loads(out.with_suffix(".json").read_text())["blend_seams"] is False
     code, _, err = run_cli(
         capsys, "generate", "x", "-o", str(out), "--model", str(model_dir), "--width", "20"
     )
@@ -410,7 +418,11 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
         "loop",
     }
     assert rows["connect"]["seam_ratio_mean"] > 0 and rows["i2v"]["given_psnr"] > 0
-    assert rows["t2v"]["seam_ratio_mean"] is None
+    assert (
+        rows["t2v"]["seam_ratio_mean"] is None and rows["t2v"]["unblended_seam_ratio_mean"] is None
+    )
+    assert rows["connect"]["unblended_seam_ratio_mean"] > 0
+    assert report["long"]["unblended_seam_ratio_max"] > 0
     assert [row["strength"] for row in report["edit"]] == [0.5, 1.0]
     assert report["long"]["frames"] == 24 and report["long"]["windows"] == 5
     monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())

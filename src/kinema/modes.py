@@ -37,9 +37,9 @@ loop               a t2v window, then a second window that regenerates the last 
 
 A decoded window does not reproduce its given frames exactly (the VAE's reconstruction error),
 so generated frames written next to the given ones would jump at the seam. :func:`blend_seams`
-moves each generated frame by the residual (given minus decoded) of the given frames around it,
-linearly interpolated across a run of generated frames and faded to zero towards an open end:
-the seam becomes as smooth as the decoded window itself, and given frames stay untouched.
+moves the generated frames near a seam by the residual (given minus decoded) of the given frame
+there, fading out over a few frames (interpolated between the two sides of a short run): the
+seam becomes about as smooth as the decoded window itself, and given frames stay untouched.
 
 Everything here is pure numpy on uint8 frames ``(T, H, W, 3)``; the pipeline
 (:mod:`kinema.pipeline`) encodes, samples and decodes.
@@ -258,15 +258,28 @@ def fill_unknown(frames: np.ndarray, known: np.ndarray) -> np.ndarray:
     return out
 
 
-def blend_seams(decoded: np.ndarray, given: np.ndarray, generate: np.ndarray) -> np.ndarray:
+def blend_seams(
+    decoded: np.ndarray, given: np.ndarray, generate: np.ndarray, fade: int
+) -> np.ndarray:
     """A decoded window's frames with its generated ones corrected towards its given frames.
 
     ``decoded`` (F, H, W, 3) uint8 is the whole window as decoded, ``given`` (F, H, W, 3) uint8
     holds the given frames at the slots where ``generate`` (F,) is False (other slots are not
-    read). A given frame's residual is ``given - decoded``; generated frame ``i`` between given
-    frames ``a < i < b`` gets ``((b - i) r_a + (i - a) r_b) / (b - a)`` added; before the first
-    or after the last given frame the residual fades linearly to zero one frame past the
-    window's end. Given frames (and a window without any) come back as decoded."""
+    read). The given frame on each side of a generated frame ``i`` lends it its residual
+    ``given - decoded`` with weight ``1 - d / (fade + 1)`` at distance ``d`` (none from
+    ``fade + 1`` frames on), so a residual fades out within ``fade`` frames and the input's
+    edges do not linger as ghosts where things have moved. Where the two sides' weights add up
+    to more than 1 (a run shorter than ``fade``) they are scaled to add up to 1: a linear
+    interpolation between the two residuals. Given frames (and a window without any) come back
+    as decoded."""
+    generate = np.asarray(generate, dtype=bool)
+    if decoded.shape != given.shape or generate.shape != decoded.shape[:1]:
+        raise ValueError(
+            f"blend_seams needs frames of one shape and a flag per frame, got decoded "
+            f"{decoded.shape}, given {given.shape}, generate {generate.shape}"
+        )
+    if fade < 1:
+        raise ValueError(f"fade must be >= 1 frame, got {fade}")
     out = decoded.copy()
     known = np.flatnonzero(~generate)
     if len(known) == 0 or len(known) == len(generate):
@@ -280,14 +293,14 @@ def blend_seams(decoded: np.ndarray, given: np.ndarray, generate: np.ndarray) ->
 
     for i in np.flatnonzero(generate):
         k = int(np.searchsorted(known, i))
-        left = int(known[k - 1]) if k > 0 else -1  # -1 and F: zero-residual anchors
-        right = int(known[k]) if k < len(known) else len(generate)
-        w = (i - left) / (right - left)  # the right anchor's weight
-        correction = np.zeros(decoded.shape[1:], np.float32)
-        if left >= 0:
-            correction += (1 - w) * residual(left)
-        if right < len(generate):
-            correction += w * residual(right)
+        sides = [int(known[k - 1])] if k > 0 else []
+        sides += [int(known[k])] if k < len(known) else []
+        weights = {s: 1 - abs(i - s) / (fade + 1) for s in sides}
+        weights = {s: w for s, w in weights.items() if w > 0}
+        if not weights:
+            continue
+        scale = 1 / max(1.0, sum(weights.values()))
+        correction = sum(w * scale * residual(s) for s, w in weights.items())
         out[i] = np.clip(np.rint(decoded[i] + correction), 0, 255).astype(np.uint8)
     return out
 

@@ -79,13 +79,13 @@ from kinema.modes import (
     Span,
     Window,
     WindowGeometry,
-    blend_seams,
     build_mode_spec,
     default_num_frames,
     fill_unknown,
     given_latent_frames,
     spans_of,
 )
+from kinema.modes import blend_seams as blend_window_seams
 from kinema.sampling import Solver, timestep_schedule
 from kinema.text import TextEncoder, load_text_encoder
 from kinema.transformer import DiT
@@ -568,7 +568,9 @@ class Pipeline:
                 diff = frames[kept].astype(np.float64) - timeline[window.frame_ids[kept]]
                 errors.append((float(np.square(diff).sum()), diff.size))
                 if run.settings.blend_seams:
-                    frames = blend_seams(frames, timeline[window.frame_ids], window.generate)
+                    fade = self.vae.config.time_compression  # one latent frame's worth
+                    given = timeline[window.frame_ids]
+                    frames = blend_window_seams(frames, given, window.generate, fade)
             timeline[slots], filled[slots] = frames[window.generate], True
         out = slice(spec.output_start, spec.output_stop)
         return PipelineOutput(
