@@ -29,6 +29,7 @@ from kinema.data import (
     open_training_data,
     read_manifest,
 )
+from kinema.data.cache import check_cache_vae
 from kinema.patches import patchify
 from kinema.text import TextEmbedding
 from kinema.world.dataset import make_world
@@ -146,6 +147,16 @@ def test_cache_stores_clips_with_the_same_prompt(records, vae, tmp_path):
     assert report.written == 1 and not report.skipped
     tensors = load_file(tmp_path / "c" / "shards" / "shard-000000.safetensors")
     assert torch.equal(tensors["0.prompt"], tensors["2.caption"])
+
+
+def test_a_cache_names_the_vae_its_latents_need(records, vae, tmp_path):
+    settings = CacheSettings(pixel_budget=64 * 64, max_frames=5, patch=PATCH, shard_size=4)
+    build_cache(records[:1], vae, FakeTextEncoder(), tmp_path / "c", settings, progress=False)
+    check_cache_vae(tmp_path / "c", vae)  # the VAE that encoded it
+    torch.manual_seed(1)
+    other = CausalVAE(PRESETS["debug"])  # same architecture, other weights
+    with pytest.raises(ValueError, match=r"encoded by another VAE .*kinema cache --vae"):
+        check_cache_vae(tmp_path / "c", other)
 
 
 def test_cache_resumes_and_matches_online_data(records, vae, tmp_path):

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from kinema.flow import (
-    drop_text,
     flow_loss,
     interpolate,
     predict_noise,
@@ -115,14 +114,3 @@ def test_logit_normal_in_open_interval_and_reproducible() -> None:
     assert shifted.median().item() > 0.65  # sigmoid(1) ~ 0.73
     with pytest.raises(ValueError, match="std must be positive"):
         sample_logit_normal((3,), std=0.0)
-
-
-def test_drop_text_per_sample() -> None:
-    ids = torch.zeros(1000, 7, dtype=torch.long)  # (B, L) token ids
-    drop = drop_text(ids, 0.1, torch.Generator().manual_seed(0))
-    assert drop.shape == (1000,) and drop.dtype == torch.bool
-    assert 0.05 < drop.float().mean().item() < 0.15
-    assert torch.equal(drop, drop_text(ids, 0.1, torch.Generator().manual_seed(0)))
-    assert not drop_text(ids, 0.0).any() and drop_text(ids, 1.0).all()
-    with pytest.raises(ValueError, match=r"in \[0, 1\], got 1.5"):
-        drop_text(ids, 1.5)

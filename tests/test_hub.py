@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 import torch
 
 from kinema.compression.vae import PRESETS, CausalVAE
-from kinema.hub import ModelIndex, ModelIntegrityError, load_model, save_model
+from kinema.hub import ModelIndex, ModelIntegrityError, load_model, read_index, save_model
 from kinema.transformer import DiT, get_preset
 
 
@@ -67,3 +68,25 @@ def test_missing_index_and_non_finite_weights(tmp_path):
     with pytest.raises(ValueError, match="non-finite"):
         save_model(tmp_path / "bad", vae, dit, ModelIndex())
     assert not (tmp_path / "bad").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_an_index_must_list_every_weight_and_config_file(tmp_path):
+    folder = save_model(tmp_path / "m", *parts(), ModelIndex())
+    index_path = folder / "model_index.json"
+    index = json.loads(index_path.read_text())
+    del index["files"]["transformer/model.safetensors"]  # the weights would load unchecked
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(ModelIntegrityError, match=r"no hash for transformer/model\.safetensors"):
+        load_model(folder)
+
+
+def test_a_broken_index_names_what_is_wrong(tmp_path):
+    folder = save_model(tmp_path / "m", *parts(), ModelIndex())
+    index_path = folder / "model_index.json"
+    good = json.loads(index_path.read_text())
+    index_path.write_text(json.dumps({k: v for k, v in good.items() if k != "patch"}))
+    with pytest.raises(ValueError, match="missing key 'patch'"):
+        read_index(folder)
+    index_path.write_text(json.dumps({**good, "defaults": {"stepz": 3}}))
+    with pytest.raises(ValueError, match=r"stepz.*valid defaults: .*num_inference_steps"):
+        read_index(folder)

@@ -313,6 +313,14 @@ def test_endpoint_config_from_env() -> None:
         EndpointConfig.from_env("KINEMA_VLM", environ={})
     with pytest.raises(ValueError, match="http"):
         EndpointConfig("ftp://h/v1", "m")
+    # a bad number names the variable it came from, the fallback one included
+    with pytest.raises(ValueError, match="KINEMA_LLM_TIMEOUT must be a number of seconds, got 'x'"):
+        EndpointConfig.from_env("KINEMA_VLM", environ={**env, "KINEMA_LLM_TIMEOUT": "x"})
+    with pytest.raises(ValueError, match=r"KINEMA_VLM_RETRIES must be a whole number, got '1\.5'"):
+        EndpointConfig.from_env("KINEMA_VLM", environ={**env, "KINEMA_VLM_RETRIES": "1.5"})
+    numbers = {"KINEMA_LLM_TIMEOUT": "5", "KINEMA_LLM_RETRIES": "0"}
+    c = EndpointConfig.from_env(environ={**env, **numbers})
+    assert (c.timeout, c.retries) == (5.0, 0)
 
 
 # --- the LLM expander ---------------------------------------------------------------------------

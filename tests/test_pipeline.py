@@ -404,6 +404,15 @@ def test_seam_ratio():
     assert seam_ratios(ramp, [0], wrap=True)[0] == pytest.approx(19.0)  # 190 back to 0
 
 
+def test_bench_config_names_a_bad_flag():
+    with pytest.raises(ValueError, match=r"clips \(--clips\) must be >= 1, got 0"):
+        BenchConfig(clips=0)
+    with pytest.raises(ValueError, match=r"--long-seconds\) must be > 0, got -1"):
+        BenchConfig(long_seconds=-1)
+    with pytest.raises(ValueError, match=r"--steps\) must be >= 1, got 0"):
+        BenchConfig(steps=0)
+
+
 def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
     config = BenchConfig(clips=1, steps=1, long_seconds=3.0, strengths=(0.5, 1.0))
     report = run_bench(pipe, config)

@@ -218,8 +218,10 @@ def test_size_for_aspect() -> None:
     assert size_for_aspect("3:4", 32, LIMITS) == (32, 32)  # never below min_size
     with pytest.raises(LimitError, match="aspect '5:1' is not offered"):
         size_for_aspect("5:1", 64, LIMITS)
-    with pytest.raises(LimitError, match="not a multiple of 16"):
+    with pytest.raises(LimitError, match=r"^size 70 is not a multiple of 16"):
         size_for_aspect("1:1", 70, LIMITS)
+    with pytest.raises(LimitError, match=r"^size 256 is out of range"):
+        size_for_aspect("16:9", 256, LIMITS)
 
 
 def test_frames_for() -> None:
@@ -230,6 +232,9 @@ def test_frames_for() -> None:
     assert frames_for(Mode.LONG, 12.0, 8.0, limits) == 97
     with pytest.raises(LimitError, match=r"duration 5 s is 41 frames at 8 fps; .* at most 33"):
         frames_for(Mode.T2V, 5, 8.0, limits)
+    # the maximum named is the mode's own: extend adds frames, so 33 frames are 4.1 s
+    with pytest.raises(LimitError, match=r"at most 33 frames \(4\.1 s\)"):
+        frames_for(Mode.EXTEND_FORWARD, 5, 8.0, limits)
     with pytest.raises(LimitError, match="positive number of seconds"):
         frames_for(Mode.T2V, 0, 8.0, limits)
     for mode in Mode:  # the duration slider's maximum is always accepted, a step more never
@@ -268,7 +273,7 @@ def test_studio_limits_tighten_to_the_model(tmp_path) -> None:
     studio = Studio(generator, StudioLimits(max_size=512, size_multiple=8), output_dir=tmp_path)
     assert studio.limits.max_size == 128 and studio.limits.size_multiple == 16
     assert studio.limits.max_frames == 33
-    with pytest.raises(LimitError, match="width 256 is out of range"):
+    with pytest.raises(LimitError, match="size 256 is out of range"):
         studio.generate(StudioForm("x", size=256))
     assert generator.requests == []  # refused before the model runs
 

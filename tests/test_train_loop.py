@@ -215,3 +215,19 @@ def test_init_from_refuses_what_does_not_fit(tmp_path):
     (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
     with pytest.raises(ValueError, match="has no complete checkpoint"):
         Trainer(tiny_config(tmp_path / "d", f"model.init_from={tmp_path / 'empty'}"))
+
+
+def test_metrics_survive_a_row_torn_by_a_kill(tmp_path):
+    from kinema.train.metrics import MetricsLog, read_metrics
+
+    log = MetricsLog(tmp_path, tensorboard=False)
+    for step in (10, 20, 30):
+        log.write({"step": step, "loss": 0.5})
+    with log.path.open("a") as f:
+        f.write('{"step": 40, "lo')  # the process died mid-write
+    assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20, 30]
+    log.truncate_after(20)  # a resume from step 20 drops the later rows and the torn one
+    assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20]
+    log.path.write_text('{"step": 10}\nnot json\n{"step": 30}\n')
+    with pytest.raises(json.JSONDecodeError):  # damage before the last line is not a kill
+        read_metrics(tmp_path)

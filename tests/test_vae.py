@@ -246,6 +246,12 @@ def test_posterior_and_normalization(vae: CausalVAE) -> None:
         assert mean.shape == logvar.shape == (1, 4, 2, 4, 4)
         shift, scale = CausalVAE.measure_latent_stats(mean)
         assert shift.shape == scale.shape == (4,)
+        # several latents of different sizes count every position once, as one tensor would
+        first, rest = mean[:, :, :1], mean[:, :, 1:, :2]
+        both = torch.cat([first.flatten(2), rest.flatten(2)], dim=2)
+        s2, c2 = CausalVAE.measure_latent_stats([first, rest])
+        torch.testing.assert_close(s2, both[0].mean(dim=1))
+        torch.testing.assert_close(c2, both[0].std(dim=1))
         model.set_latent_stats(shift, scale)
         z = model.encode(video)
         assert torch.allclose(z, (mean - shift.view(1, -1, 1, 1, 1)) / scale.view(1, -1, 1, 1, 1))

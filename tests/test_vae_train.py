@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -239,7 +240,14 @@ def test_vae_eval_command_reports_psnr_and_speed(tmp_path, capsys):
     assert abs(10 * math.log10(4.0 / mse) - video["psnr"]) < 1e-3
     printed = capsys.readouterr().out
     assert "mean" in printed and "PSNR by frame: 0: " in printed and ", 8: " in printed
+    # the report says which VAE it measured and on how many threads
+    assert report["model"]["path"] == str(exported) and len(report["model"]["sha256"]) == 64
+    assert report["settings"]["threads"] == torch.get_num_threads()
     assert main(["vae", "eval", "--model", str(exported), "--json", str(out)]) == 2
+    # a video that cannot be read is an error line, not a traceback
+    missing = str(tmp_path / "missing.mp4")
+    assert main(["vae", "eval", "--model", str(exported), "--json", str(out), missing]) == 2
+    assert "missing.mp4" in capsys.readouterr().err
 
 
 def test_psnr_by_frame_averages_the_clips_that_reach_each_frame():
@@ -262,3 +270,33 @@ def test_psnr_by_frame_averages_the_clips_that_reach_each_frame():
         mean = (long["psnr_by_frame"][k] + short["psnr_by_frame"][k]) / 2
         assert by_frame[k] == pytest.approx(mean)
     assert by_frame[5:] == pytest.approx(long["psnr_by_frame"][5:])
+
+
+def test_a_step_is_checkpointed_once_and_a_rewrite_replaces_it(tmp_path, monkeypatch):
+    import kinema.compression.train as vae_train
+
+    saved = []
+
+    def counting_save(run_dir, step, *args, **kwargs):
+        saved.append(step)
+        return save_checkpoint(run_dir, step, *args, **kwargs)
+
+    monkeypatch.setattr(vae_train, "save_checkpoint", counting_save)
+    config = tiny_config(tmp_path, steps=2, checkpoint_every=1)
+    VAETrainer(config, world_data(config)).run(progress=False)
+    assert saved == [1, 2]  # the end of the run does not write step 2 again
+    trainer = VAETrainer(config, world_data(config))
+    assert trainer.resume() and trainer.step == 2
+    trainer.save()  # the same step written again: replaced whole, nothing left behind
+    root = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_00000001", "step_00000002"]
+
+
+def test_latest_naming_a_missing_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+    config = tiny_config(tmp_path)
+    trainer = VAETrainer(config, world_data(config))
+    trainer.step = 1
+    path = trainer.save()
+    shutil.rmtree(path)
+    with pytest.raises(ValueError, match="names step_00000001, which is not a complete"):
+        VAETrainer(config, world_data(config)).resume()

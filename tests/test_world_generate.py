@@ -63,3 +63,30 @@ def test_caption_text_and_bad_text_field(tmp_path):
     assert seen == [ENTRIES[0]["caption"]]
     with pytest.raises(ValueError, match="'prompt' or 'caption'"):
         generate_suite(generate, ENTRIES[:1], tmp_path, text="title", progress=False)
+
+
+def test_a_folder_refuses_clips_made_under_other_settings(tmp_path):
+    generate, calls = oracle(ENTRIES)
+    settings = {"model": "/models/a", "steps": 20, "guidance": None}
+    generate_suite(generate, ENTRIES[:2], tmp_path, progress=False, settings=settings)
+    generate_suite(generate, ENTRIES[:3], tmp_path, progress=False, settings=dict(settings))
+    assert len(calls) == 3  # same settings: the folder's clips are reused
+    other = {**settings, "model": "/models/b"}
+    with pytest.raises(ValueError, match=r"model: '/models/a' there, '/models/b' now.*--out"):
+        generate_suite(generate, ENTRIES[:3], tmp_path, progress=False, settings=other)
+    with pytest.raises(ValueError, match="text: 'prompt' there, 'caption' now"):
+        generate_suite(generate, ENTRIES[:3], tmp_path, text="caption", settings=settings)
+    assert len(calls) == 3
+
+
+def test_clips_of_unknown_origin_are_refused(tmp_path):
+    generate, _ = oracle(ENTRIES)
+    generate_suite(generate, ENTRIES[:1], tmp_path, progress=False)
+    (tmp_path / "settings.json").unlink()  # as a folder written before settings were recorded
+    with pytest.raises(ValueError, match=r"no settings\.json"):
+        generate_suite(generate, ENTRIES[:1], tmp_path, progress=False)
+
+
+def test_records_without_specs_are_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"1 manifest record\(s\) have no 'spec' field.*a\.mp4"):
+        evaluate_manifest([{"path": "a.mp4"}], workers=1, progress=False)

@@ -3,10 +3,12 @@
 kinema demo                       generate the default prompt with the shipped model (3 sizes)
 kinema world make --n N --out DIR make a data set of world clips with a manifest
 kinema world suite --out PATH     regenerate WorldBench's public prompt suite
-kinema bench world --manifest M   score videos against their specs with WorldBench
-kinema bench modes --json OUT      every generation mode on world clips: given PSNR, seams
-kinema generate PROMPT -o OUT      text (+ image/video) to video: t2v, i2v, extend, long, ...
+kinema world render PROMPT -o OUT render a prompt's scene with the world (no model)
+kinema bench world --json OUT     WorldBench: generate the prompt suite (or --manifest M) and score
+kinema bench modes --json OUT     every generation mode on world clips: given PSNR, seams
+kinema generate PROMPT -o OUT     text (+ image/video) to video: t2v, i2v, extend, long, ...
 kinema video info PATH            probe a video file
+kinema vae train|eval             train the video VAE; encode→decode PSNR/SSIM of videos
 kinema train CONFIG.yaml          train the DiT or the VAE (also: train plot, train export)
 kinema data scan DIR --out M      probe videos/images (+ NAME.txt captions) into a manifest
 kinema cache M --vae V --out C    precompute latents and text tokens for training
@@ -34,9 +36,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except Exception as e:
+        if not isinstance(e, _user_errors()):
+            raise
         print(f"kinema: error: {e}", file=sys.stderr)
         return 2
+
+
+# errors that bad input or a missing asset cause: one line on stderr, no traceback
+_USER_ERRORS = {
+    "kinema.video": "VideoError",
+    "kinema.assets": "AssetUnavailableError",
+    "kinema.text": "TextEncoderUnavailableError",
+}
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    # a module not imported yet cannot have raised its error, so nothing is imported here
+    loaded = [getattr(sys.modules[m], n) for m, n in _USER_ERRORS.items() if m in sys.modules]
+    return (ValueError, FileNotFoundError, *loaded)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,11 +306,22 @@ def _generate_suite(args: argparse.Namespace) -> Path:
     from kinema.world.generate import generate_suite, pipeline_generator
     from kinema.world.suite import load_suite
 
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
     entries = load_suite(args.suite)[: args.limit]
     pipe = Pipeline.from_pretrained(args.model)
     generate = pipeline_generator(pipe, args.steps, args.guidance, args.image_first, args.solver)
+    settings = {
+        "suite": args.suite,
+        "model": None if pipe.model_dir is None else str(pipe.model_dir.resolve()),
+        "files": pipe.index.files,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "image_first": args.image_first,
+        "solver": args.solver,
+    }
     out = args.out or f"outputs/bench-{args.suite}"
-    return generate_suite(generate, entries, out, text=args.text)
+    return generate_suite(generate, entries, out, text=args.text, settings=settings)
 
 
 def format_report(report: dict) -> str:
@@ -449,7 +478,7 @@ def _add_vae(commands) -> None:
         title="vae commands", metavar="COMMAND"
     )
     p = _command(vae, "train", "train the causal video VAE (resumes from OUT)", run_vae_train)
-    p.add_argument("--preset", default="small", help="VAE preset (default: small)")
+    p.add_argument("--preset", default=None, help="VAE preset (default: VAETrainConfig's, tiny)")
     p.add_argument("--out", default="runs/vae", help="run folder (default: runs/vae)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps")
     p.add_argument(
@@ -476,7 +505,9 @@ def _add_vae(commands) -> None:
 def run_vae_train(args: argparse.Namespace) -> int:
     from kinema.compression.train import VAETrainConfig, VAETrainer, apply_overrides
 
-    config = VAETrainConfig(preset=args.preset, out_dir=args.out)
+    config = VAETrainConfig(out_dir=args.out)
+    if args.preset is not None:
+        config.preset = args.preset
     if args.steps is not None:
         config.steps = args.steps
     config = apply_overrides(config, args.overrides)
@@ -486,17 +517,20 @@ def run_vae_train(args: argparse.Namespace) -> int:
 
 
 def run_vae_eval(args: argparse.Namespace) -> int:
-    from kinema.compression.evaluate import evaluate_clips, load_vae, read_clips
+    from kinema.compression.evaluate import evaluate_clips, load_vae, read_clips, vae_dir
+    from kinema.text import sha256_file
 
     if not args.videos and not args.held_out:
         raise ValueError("give VIDEO files to evaluate, --held-out, or both")
-    vae = load_vae(args.model)
+    model = vae_dir(args.model)
+    vae = load_vae(model)
     clips = read_clips(args.videos, args.max_frames)
     if args.held_out:
         from kinema.compression.data import evaluation_clips
 
         clips.update({f"held-out/{k}": v for k, v in evaluation_clips().items()})
     report = evaluate_clips(vae, clips, args.short_side, args.max_frames)
+    report["model"] = {"path": str(model), "sha256": sha256_file(model / "model.safetensors")}
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2))
     print(

@@ -25,7 +25,6 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "drop_text",
     "flow_loss",
     "interpolate",
     "predict_noise",
@@ -135,18 +134,3 @@ def flow_loss(pred: Tensor, target: Tensor, loss_mask: Tensor) -> Tensor:
         raise ValueError("loss_mask selects no tokens: nothing to average the loss over")
     per_token = (pred.float() - target.float()).square().mean(dim=-1)  # (..., N)
     return per_token[mask].mean()
-
-
-def drop_text(mask_or_ids: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
-    """Which samples train without their text (classifier-free guidance): bool ``(B,)``.
-
-    ``mask_or_ids`` is any per-sample text tensor ``(B, ...)`` (token ids or attention mask); only
-    its batch size and device are used. Each sample drops its text with probability ``p``.
-    """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"text drop probability must be in [0, 1], got {p}")
-    if mask_or_ids.ndim == 0:
-        raise ValueError("mask_or_ids must have a batch axis (B, ...), got a 0-d tensor")
-    device = generator.device if generator is not None else mask_or_ids.device
-    u = torch.rand(mask_or_ids.shape[0], generator=generator, device=device)  # (B,)
-    return (u < p).to(mask_or_ids.device)

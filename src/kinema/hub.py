@@ -226,8 +226,19 @@ def read_index(directory: str | Path) -> ModelIndex:
         )
     try:
         return ModelIndex.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except KeyError as e:
+        raise ValueError(f"invalid {path}: missing key {e}") from e
+    except TypeError as e:  # an unknown key in "defaults" or "limits"
+        raise ValueError(
+            f"invalid {path}: {e}; valid defaults: {_field_names(GenerationDefaults)}, "
+            f"valid limits: {_field_names(ModelLimits)}"
+        ) from e
+    except (json.JSONDecodeError, ValueError) as e:
         raise ValueError(f"invalid {path}: {e}") from e
+
+
+def _field_names(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
 
 
 def verify_model(directory: str | Path, index: ModelIndex | None = None) -> None:
@@ -236,6 +247,17 @@ def verify_model(directory: str | Path, index: ModelIndex | None = None) -> None
     index = index or read_index(directory)
     if not index.files:
         raise ModelIntegrityError(f"{directory / INDEX_NAME} lists no file hashes")
+    unlisted = [
+        f"{sub}/{name}"
+        for sub in ("vae", "transformer")
+        for name in (CONFIG_NAME, WEIGHTS_NAME)
+        if f"{sub}/{name}" not in index.files
+    ]
+    if unlisted:
+        raise ModelIntegrityError(
+            f"{directory / INDEX_NAME} has no hash for {', '.join(unlisted)}: every weight and "
+            f"config file of a model must be listed; re-export the model (kinema.hub.save_model)"
+        )
     for rel, expected in index.files.items():
         path = directory / rel
         if not path.is_file():

@@ -266,7 +266,9 @@ def load_image(value: ImageInput, width: int, height: int, name: str) -> np.ndar
             raise ValueError(f"cannot read {name}: {e}") from e
     image = np.asarray(value)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"{name} must be an (H, W, 3) uint8 array or a path, got {image.shape}")
+        raise ValueError(
+            f"{name} must be an (H, W, 3) uint8 array or a path, got {image.dtype} {image.shape}"
+        )
     return resize_and_crop(image[None], height, width)[0]
 
 
@@ -279,7 +281,9 @@ def load_video(value: VideoInput, width: int, height: int, fps: float, name: str
             raise ValueError(f"cannot read {name}: {e}") from e
     video = np.asarray(value)
     if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
-        raise ValueError(f"{name} must be a (T, H, W, 3) uint8 array or a path, got {video.shape}")
+        raise ValueError(
+            f"{name} must be a (T, H, W, 3) uint8 array or a path, got {video.dtype} {video.shape}"
+        )
     return resize_and_crop(video, height, width)
 
 

@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from kinema.atomic import atomic_write
 
 DEFAULT_MAX_LENGTH = 77  # tokens per prompt, special tokens included (CLIP's length)
 
@@ -450,12 +451,7 @@ class CachedTextEncoder:
     def _write(self, key: str, prompt: str, tokens: torch.Tensor) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".part")
-        os.close(fd)
-        try:
-            metadata = {"fingerprint": self.fingerprint, "prompt": prompt}
-            save_file({"tokens": tokens.contiguous()}, partial, metadata=metadata)
-            os.replace(partial, path)  # readers see the old file or the whole new one
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        metadata = {"fingerprint": self.fingerprint, "prompt": prompt}
+        tensors = {"tokens": tokens.contiguous()}
+        # readers see the old file or the whole new one
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))

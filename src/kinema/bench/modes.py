@@ -78,6 +78,14 @@ class BenchConfig:
     long_seconds: float = 60.0  # length of the `long` video
     strengths: tuple[float, ...] = EDIT_STRENGTHS
 
+    def __post_init__(self) -> None:
+        if self.clips < 1:
+            raise ValueError(f"clips (--clips) must be >= 1, got {self.clips}")
+        if not self.long_seconds > 0:
+            raise ValueError(f"long_seconds (--long-seconds) must be > 0, got {self.long_seconds}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps (--steps) must be >= 1, got {self.steps}")
+
 
 # ------------------------------------------------------------------------------------------------
 # metrics

@@ -1,7 +1,8 @@
 """Atomic, resumable training checkpoints in safetensors.
 
-A checkpoint is a folder `step_00001234/` holding `model.safetensors`, `optimizer.safetensors`
-and `state.json` (step, config, counters). It is written to a temporary folder and renamed, and
+A checkpoint is a folder `step_00001234/` holding `NAME.safetensors` and
+`NAME.optimizer.safetensors` for each model (`vae`, `disc`) and `state.json` (step, config,
+counters). It is written to a temporary folder and renamed, and
 `latest` (a one-line file) is replaced atomically afterwards, so `latest` never names a partial
 checkpoint. Weights with NaN or Inf are refused. Only safetensors and JSON are ever loaded.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from kinema.atomic import prune_folders
+from kinema.atomic import atomic_directory, prune_folders
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -56,27 +56,26 @@ def save_checkpoint(
     and the `keep - 1` highest steps of the others. The new one is never removed, even where a
     folder of a higher step was left behind (a write cut off before `latest` moved)."""
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    tmp = root / f".tmp_step_{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    weights = {}
     for name, model in models.items():
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        weights[name] = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         bad = [
-            k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()
+            k
+            for k, v in weights[name].items()
+            if v.is_floating_point() and not torch.isfinite(v).all()
         ]
         if bad:
-            shutil.rmtree(tmp)
             raise ValueError(f"refusing to save checkpoint {step}: non-finite weights in {bad[:3]}")
-        save_file(weights, str(tmp / f"{name}.safetensors"))
-    meta = {}
-    for name, optimizer in optimizers.items():
-        tensors, meta[name] = _flatten_optimizer(optimizer)
-        save_file(tensors, str(tmp / f"{name}.optimizer.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({"step": step, **state, "optimizers": meta}))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    # the folder appears whole or not at all; the same step written again replaces it
+    with atomic_directory(final) as tmp:
+        for name, tensors in weights.items():
+            save_file(tensors, str(tmp / f"{name}.safetensors"))
+        meta = {}
+        for name, optimizer in optimizers.items():
+            tensors, meta[name] = _flatten_optimizer(optimizer)
+            save_file(tensors, str(tmp / f"{name}.optimizer.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({"step": step, **state, "optimizers": meta}))
     latest_tmp = root / ".latest.tmp"
     latest_tmp.write_text(final.name + "\n")
     os.replace(latest_tmp, root / "latest")
@@ -87,11 +86,14 @@ def save_checkpoint(
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The folder `latest` names, or None before the first checkpoint."""
     pointer = Path(run_dir) / "checkpoints" / "latest"
     if not pointer.is_file():
         return None
     path = pointer.parent / pointer.read_text().strip()
-    return path if (path / "state.json").is_file() else None
+    if not (path / "state.json").is_file():
+        raise ValueError(f"{pointer} names {path.name}, which is not a complete checkpoint")
+    return path
 
 
 def load_checkpoint(

@@ -21,26 +21,28 @@ import torch
 
 from kinema.compression.losses import psnr, psnr_from_mse, ssim
 from kinema.compression.vae import CausalVAE
+from kinema.hub import DEFAULT_MODEL_DIR
 from kinema.video import read_video, resize_and_crop
 
-# The shipped default model lives in the repository's models/ folder.
-DEFAULT_VAE_DIR = Path(__file__).resolve().parents[3] / "models" / "default" / "vae"
+DEFAULT_VAE_DIR = DEFAULT_MODEL_DIR / "vae"
 
 
-def load_vae(model_dir: str | Path | None) -> CausalVAE:
-    """The VAE in `model_dir` (a VAE folder, or a model folder with a vae/ inside), or the
-    shipped default's."""
+def vae_dir(model_dir: str | Path | None) -> Path:
+    """The VAE folder `model_dir` names (a VAE folder, or a model folder with a vae/ inside), or
+    the shipped default's."""
     if model_dir is None:
         if not (DEFAULT_VAE_DIR / "config.json").is_file():
             raise FileNotFoundError(
                 f"no --model given and the shipped default VAE is not at {DEFAULT_VAE_DIR}; "
                 "pass --model DIR (e.g. runs/vae/vae from `kinema vae train`)"
             )
-        model_dir = DEFAULT_VAE_DIR
+        return DEFAULT_VAE_DIR
     path = Path(model_dir)
-    if (path / "vae" / "config.json").is_file():
-        path = path / "vae"
-    return CausalVAE.from_pretrained(path)
+    return path / "vae" if (path / "vae" / "config.json").is_file() else path
+
+
+def load_vae(model_dir: str | Path | None) -> CausalVAE:
+    return CausalVAE.from_pretrained(vae_dir(model_dir))
 
 
 def prepare_frames(
@@ -110,7 +112,12 @@ def evaluate_clips(
         "videos": videos,
         "mean": {k: float(np.mean([v[k] for v in videos])) for k in keys},
         "psnr_by_frame": by_frame,
-        "settings": {"short_side": short_side, "max_frames": max_frames, "dtype": "float32"},
+        "settings": {
+            "short_side": short_side,
+            "max_frames": max_frames,
+            "dtype": "float32",
+            "threads": torch.get_num_threads(),
+        },
     }
 
 

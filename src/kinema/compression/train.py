@@ -264,6 +264,7 @@ class VAETrainer:
         bar = tqdm(total=config.steps, initial=self.step, desc="vae", disable=not progress)
         if resumed:
             bar.write(f"resumed from step {self.step}")
+        saved_step = self.step if resumed else None
         while self.step < config.steps:
             logs = self.train_step()
             self.step += 1
@@ -283,6 +284,7 @@ class VAETrainer:
             )
             if self.step % config.checkpoint_every == 0 or over_budget:
                 self.save()
+                saved_step = self.step
             if over_budget:
                 bar.write(
                     f"time budget of {config.time_budget_s:.0f} s reached at step {self.step}"
@@ -290,7 +292,8 @@ class VAETrainer:
                 break
         bar.close()
         metrics.close()
-        self.save()
+        if saved_step != self.step:  # the same step is never written twice
+            self.save()
         return self.export()
 
     @torch.no_grad()
@@ -306,9 +309,6 @@ class VAETrainer:
             self.vae.encode_distribution(self.data.sample(rng)[None])[0]
             for _ in range(calibration_clips)
         ]
-        flat = torch.cat(
-            [m.transpose(0, 1).reshape(m.shape[1], -1) for m in means], dim=1
-        )  # (C, N)
-        self.vae.set_latent_stats(flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-4))
+        self.vae.set_latent_stats(*self.vae.measure_latent_stats(means))
         self.vae.save_pretrained(target)
         return target

@@ -413,11 +413,14 @@ class CausalVAE(nn.Module):
 
     @staticmethod
     @torch.no_grad()
-    def measure_latent_stats(latents: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-channel (mean, std) of raw latents (B, C, t, h, w), to pass to set_latent_stats."""
-        C = latents.shape[1]
-        flat = latents.detach().float().transpose(0, 1).reshape(C, -1)  # (C, B*t*h*w)
-        return flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-6)
+    def measure_latent_stats(latents: Tensor | Iterable[Tensor]) -> tuple[Tensor, Tensor]:
+        """Per-channel (mean, std) of raw latents (B, C, t, h, w), or of several such tensors of
+        any sizes taken together, to pass to set_latent_stats (std at least 1e-4)."""
+        parts = [latents] if isinstance(latents, Tensor) else list(latents)
+        flat = torch.cat(
+            [z.detach().float().transpose(0, 1).reshape(z.shape[1], -1) for z in parts], dim=1
+        )  # (C, all positions)
+        return flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-4)
 
     # ---------------------------------------------------------------- encode
 

@@ -353,6 +353,19 @@ def read_cache_meta(cache_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+def check_cache_vae(cache_dir: str | os.PathLike[str], vae: torch.nn.Module) -> None:
+    """Raise ValueError unless the cache's latents were encoded by exactly this VAE: a
+    transformer trained on them only decodes correctly through it."""
+    stored = read_cache_meta(cache_dir).get("vae_sha256")
+    actual = vae_fingerprint(vae)
+    if stored != actual:
+        raise ValueError(
+            f"the latents in {cache_dir} were encoded by another VAE (fingerprint {stored}) than "
+            f"the one given (model.vae, fingerprint {actual}); point model.vae at the VAE the "
+            f"cache was built with, or rebuild the cache with `kinema cache --vae`"
+        )
+
+
 def read_cache_index(cache_dir: str | os.PathLike[str]) -> tuple[list[dict], list[dict]]:
     """(entries, errors) of a finished cache, in record order; IncompleteCacheError if not."""
     cache_dir = Path(cache_dir)

@@ -104,12 +104,26 @@ class EndpointConfig:
         which win over the ``KINEMA_LLM_*`` ones. Raises ValueError when no URL or model is set."""
         env = os.environ if environ is None else environ
 
-        def read(name: str) -> str | None:
+        def source(name: str) -> str | None:
+            """The variable that sets `name`: ``{prefix}_NAME``, else ``KINEMA_LLM_NAME``."""
             for p in dict.fromkeys([prefix, LLM_ENV]):
-                value = env.get(f"{p}_{name}")
-                if value:
-                    return value
+                if env.get(f"{p}_{name}"):
+                    return f"{p}_{name}"
             return None
+
+        def read(name: str) -> str | None:
+            var = source(name)
+            return None if var is None else env[var]
+
+        def number(name: str, kind: type[float] | type[int], value: float | None, default: float):
+            if value is not None:
+                return value
+            var = source(name)
+            try:
+                return kind(env[var]) if var is not None else default
+            except ValueError:
+                noun = "a number of seconds" if kind is float else "a whole number"
+                raise ValueError(f"{var} must be {noun}, got {env[var]!r}") from None
 
         url = url or read("URL")
         model = model or read("MODEL")
@@ -120,12 +134,8 @@ class EndpointConfig:
                 f"no endpoint {missing}: pass {flag}-url and {flag}-model (or set {prefix}_URL "
                 f"and {prefix}_MODEL), e.g. {prefix}_URL=http://127.0.0.1:11434/v1 for Ollama"
             )
-        timeout_text, retries_text = read("TIMEOUT"), read("RETRIES")
-        try:
-            timeout = timeout if timeout is not None else float(timeout_text or 60.0)
-            retries = retries if retries is not None else int(retries_text or 2)
-        except ValueError as e:
-            raise ValueError(f"{prefix}_TIMEOUT/_RETRIES must be numbers: {e}") from e
+        timeout = number("TIMEOUT", float, timeout, 60.0)
+        retries = number("RETRIES", int, retries, 2)
         return cls(url, model, api_key or read("API_KEY"), timeout, retries)
 
 

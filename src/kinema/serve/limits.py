@@ -21,6 +21,7 @@ __all__ = [
     "check_guidance",
     "check_prompt",
     "check_seed",
+    "check_side",
     "check_size",
     "check_steps",
     "check_strength",
@@ -106,16 +107,20 @@ def _as_float(value: object, what: str) -> float:
 
 
 def check_size(width: object, height: object, limits: StudioLimits) -> tuple[int, int]:
-    w, h = _as_int(width, "width"), _as_int(height, "height")
+    return check_side(width, limits, "width"), check_side(height, limits, "height")
+
+
+def check_side(value: object, limits: StudioLimits, what: str) -> int:
+    """One side in pixels, within the size range and a multiple of the size multiple."""
+    v = _as_int(value, what)
     lo, hi, m = limits.min_size, limits.max_size, limits.size_multiple
-    for name, v in (("width", w), ("height", h)):
-        if not lo <= v <= hi:
-            raise LimitError(f"{name} {v} is out of range: sizes go from {lo} to {hi} pixels")
-        if v % m:
-            down, up = v - v % m, v - v % m + m
-            near = " or ".join(str(s) for s in (down, up) if lo <= s <= hi)
-            raise LimitError(f"{name} {v} is not a multiple of {m}; try {near}")
-    return w, h
+    if not lo <= v <= hi:
+        raise LimitError(f"{what} {v} is out of range: sizes go from {lo} to {hi} pixels")
+    if v % m:
+        down, up = v - v % m, v - v % m + m
+        near = " or ".join(str(s) for s in (down, up) if lo <= s <= hi)
+        raise LimitError(f"{what} {v} is not a multiple of {m}; try {near}")
+    return v
 
 
 def check_frames(num_frames: object, limit: int, what: str = "frames") -> int:

@@ -31,7 +31,7 @@ from kinema.serve.limits import (
     check_guidance,
     check_prompt,
     check_seed,
-    check_size,
+    check_side,
     check_steps,
     check_strength,
     check_upload,
@@ -126,7 +126,7 @@ def size_for_aspect(aspect: str, size: object, limits: StudioLimits) -> tuple[in
     rounded to the size multiple and kept within the limits."""
     if aspect not in ASPECTS:
         raise LimitError(f"aspect {aspect!r} is not offered; choose one of {', '.join(ASPECTS)}")
-    long_side = check_size(size, size, limits)[0]
+    long_side = check_side(size, limits, "size")
     aw, ah = ASPECTS[aspect]
     m = limits.size_multiple
     short = round(long_side * min(aw, ah) / max(aw, ah) / m) * m
@@ -148,7 +148,7 @@ def frames_for(mode: Mode, seconds: object, fps: float, limits: StudioLimits) ->
     if n > limit:
         raise LimitError(
             f"duration {seconds:g} s is {n} frames at {fps:g} fps; mode {mode.value} makes at "
-            f"most {limit} frames ({(limit - 1) / fps:.1f} s)"
+            f"most {limit} frames ({max_seconds(mode, fps, limits):.1f} s)"
         )
     return check_frames(n, limit)
 

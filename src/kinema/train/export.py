@@ -17,7 +17,7 @@ from kinema.diffusion import generate_latents
 from kinema.hub import GenerationDefaults, ModelIndex, save_model
 from kinema.sampling import Solver
 from kinema.train.checkpoint import latest_checkpoint, read_checkpoint
-from kinema.train.config import TrainConfig, load_config
+from kinema.train.config import DataSource, TrainConfig, data_config, load_config
 from kinema.transformer import DiT
 from kinema.video import write_video
 
@@ -71,7 +71,8 @@ def export_run(
     run_dir: str | Path, out: str | Path | None = None, dit_dtype: torch.dtype | None = None
 ) -> Path:
     """EMA weights of `run_dir`'s latest checkpoint + its VAE -> a model folder (default
-    RUN_DIR/model); `dit_dtype=torch.bfloat16` stores the transformer in bfloat16."""
+    RUN_DIR/model); `dit_dtype=torch.bfloat16` stores the transformer in bfloat16. A VAE that
+    did not encode the run's cached latents is refused."""
     from kinema.compression.vae import CausalVAE
 
     run_dir = Path(run_dir)
@@ -87,8 +88,21 @@ def export_run(
     dit = DiT(config.model.dit_config())
     dit.load_state_dict(ckpt.ema, strict=True)
     vae = CausalVAE.from_pretrained(config.model.vae)
+    _check_trained_on(config, vae)
     target = out if out is not None else run_dir / "model"
     return export_model(target, dit, vae, config, ckpt.step, dit_dtype)
+
+
+def _check_trained_on(config: TrainConfig, vae: torch.nn.Module) -> None:
+    """Refuse a VAE other than the one that encoded the run's cached latents (when the cache is
+    still there to tell; online runs encode with model.vae itself)."""
+    from kinema.data.cache import META_NAME, check_cache_vae
+
+    if config.data.source != DataSource.CACHED:
+        return
+    cache_dir = data_config(config).cache_dir
+    if cache_dir is not None and (Path(cache_dir) / META_NAME).is_file():
+        check_cache_vae(cache_dir, vae)
 
 
 def _encode_prompt(text_encoder: Any, prompt: str) -> torch.Tensor:

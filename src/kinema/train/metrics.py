@@ -14,6 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from kinema.atomic import atomic_write_text
+
 __all__ = ["METRICS_NAME", "MetricsLog", "plot_losses", "read_metrics"]
 
 METRICS_NAME = "metrics.jsonl"
@@ -31,10 +33,19 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         raise FileNotFoundError(
             f"no {METRICS_NAME} in {run_dir}: is it a `kinema train` run folder?"
         )
+    return _parse_rows(path.read_text())
+
+
+def _parse_rows(text: str) -> list[dict[str, Any]]:
+    """Rows of a metrics file; a torn last line (a run killed mid-write) is dropped."""
+    lines = [line for line in text.splitlines() if line.strip()]
     rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
+    for i, line in enumerate(lines):
+        try:
             rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise
     return rows
 
 
@@ -57,14 +68,8 @@ class MetricsLog:
         """Drop rows of steps after `step` (written after the checkpoint a run resumes from)."""
         if not self.path.is_file():
             return
-        keep = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step
-        ]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        tmp.replace(self.path)
+        keep = [row for row in _parse_rows(self.path.read_text()) if row["step"] <= step]
+        atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in keep))
 
     def write(self, row: dict[str, Any]) -> None:
         row = {k: _json_number(v) for k, v in row.items()}

@@ -41,8 +41,9 @@ class SyntheticData:
                 raise ValueError(
                     f"latent size {(h, w)} is not a positive multiple of patch {patch[1:]}"
                 )
-        if config.batch_size < 1 or config.classes < 1 or config.text_length < 1:
-            raise ValueError("synthetic batch_size, classes and text_length must be >= 1")
+        for name in ("batch_size", "classes", "text_length"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"synthetic {name} must be >= 1, got {getattr(config, name)}")
         self.config, self.seed = config, seed
         t_max = max(config.latent_frames)
         h_max = max(h for h, _ in config.latent_sizes)

@@ -197,8 +197,11 @@ class Trainer:
         options = data_config(config)
         if config.data.source == DataSource.CACHED:
             from kinema.data import CachedData
+            from kinema.data.cache import check_cache_vae
 
             data = CachedData(options, options.cache_dir, self.patch)
+            if self.vae is not None:
+                check_cache_vae(options.cache_dir, self.vae)
             if data.text_dim != self.dit_config.text_dim:
                 raise ValueError(
                     f"the cache {options.cache_dir} holds {data.text_dim}-d text tokens, but the "

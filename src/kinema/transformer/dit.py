@@ -310,10 +310,6 @@ class DiT(nn.Module):
                 f"{text_ids.dtype}"
             )
 
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 def pool_text(text_tokens: Tensor, text_ids: Tensor, sample_ids: Tensor) -> tuple[Tensor, Tensor]:
     """The mean text feature of every sample, and which row each video token reads.

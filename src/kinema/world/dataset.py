@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from kinema.atomic import atomic_write
 from kinema.video import write_video
 from kinema.world.captions import detailed_caption, short_prompt
 from kinema.world.render import render_scene
@@ -122,13 +123,13 @@ def make_world(
     records = tqdm(
         _map(jobs, workers), total=n, desc="rendering world", unit="clip", disable=not progress
     )
-    manifest = out / MANIFEST
-    tmp = out / f".{MANIFEST}.tmp"
-    with tmp.open("w") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
-    os.replace(tmp, manifest)
-    return manifest
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+
+    return atomic_write(out / MANIFEST, write)
 
 
 def _map(jobs: list[tuple[ClipRequest, str]], workers: int) -> Iterator[dict[str, Any]]:

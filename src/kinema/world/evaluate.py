@@ -49,6 +49,13 @@ def evaluate_manifest(
 
     Unreadable videos are counted in `unreadable` and fail every check of their spec.
     """
+    missing = [r.get("path", f"record {i}") for i, r in enumerate(records) if "spec" not in r]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} manifest record(s) have no 'spec' field (first: {missing[0]}); "
+            "WorldBench scores videos against world specs: use a manifest from "
+            "`kinema world make` or a generated suite"
+        )
     specs = [r["spec"] for r in records]
     if shuffle_seed is not None:
         specs = [specs[i] for i in derangement(len(records), shuffle_seed)]

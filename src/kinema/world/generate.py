@@ -3,7 +3,9 @@
 Each suite entry names its prompt, size, frame count, frame rate and seed; the model makes one
 clip per entry, written as mp4 next to a manifest whose records carry the entry's spec, so
 `kinema.world.evaluate.evaluate_manifest` scores the clips exactly like rendered ones. A clip
-already on disk is kept, so an interrupted run continues where it stopped.
+already on disk is kept, so an interrupted run continues where it stopped; the folder records the
+settings its clips were made with (`settings.json`) and refuses to continue under other settings,
+so clips of one model are never scored as another's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ TextField = Literal["prompt", "caption"]
 
 # what a generator gets for one entry: text, width, height, frames, fps, seed -> (T, H, W, 3) uint8
 ClipGenerator = Callable[[str, int, int, int, float, int], np.ndarray]
+
+SETTINGS = "settings.json"
 
 
 def pipeline_generator(
@@ -62,12 +66,17 @@ def generate_suite(
     out_dir: str | os.PathLike[str],
     text: TextField = "prompt",
     progress: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
-    """Make one clip per suite entry in `out_dir` and write its manifest; returns the manifest."""
+    """Make one clip per suite entry in `out_dir` and write its manifest; returns the manifest.
+
+    `settings` (JSON-serializable: model, sampler, ...) describe what makes the clips; they are
+    stored in the folder, and a folder holding clips made under other settings is refused."""
     if text not in ("prompt", "caption"):
         raise ValueError(f"text must be 'prompt' or 'caption', got {text!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _claim_folder(out, {**(settings or {}), "text": text})
     records = []
     for entry in tqdm(entries, desc="generating suite", unit="clip", disable=not progress):
         name = f"{entry['id']}.mp4"
@@ -84,3 +93,25 @@ def generate_suite(
             write_video(path, frames, fps=float(entry["fps"]))
         records.append({**entry, "path": name})
     return atomic_write_text(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def _claim_folder(out: Path, settings: dict[str, Any]) -> None:
+    """Record `settings` in `out`, or check them against the ones its clips were made with."""
+    settings = json.loads(json.dumps(settings))  # as they read back: tuples become lists
+    path = out / SETTINGS
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored != settings:
+            keys = sorted(k for k in {*stored, *settings} if stored.get(k) != settings.get(k))
+            diff = ", ".join(f"{k}: {stored.get(k)!r} there, {settings.get(k)!r} now" for k in keys)
+            raise ValueError(
+                f"{out} holds clips made with other settings ({diff}); "
+                "pass another output folder (--out) or delete this one"
+            )
+        return
+    if any(out.glob("*.mp4")):
+        raise ValueError(
+            f"{out} holds clips but no {SETTINGS}, so what made them is unknown; "
+            "pass another output folder (--out) or delete this one"
+        )
+    atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")

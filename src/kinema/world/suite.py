@@ -105,7 +105,3 @@ def load_suite(name: str = "suite") -> list[dict[str, Any]]:
         raise ValueError(f"unknown suite {name!r}; valid: 'suite', 'heldout'")
     text = resources.files("kinema.world").joinpath(f"{name}.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def suite_specs() -> list[SceneSpec]:
-    return [SceneSpec.from_dict(e["spec"]) for e in load_suite()]

@@ -273,11 +273,6 @@ def phase_peaks(
     return out or [np.zeros(2)]
 
 
-def phase_shift(a: np.ndarray, b: np.ndarray, max_shift: float | None = None) -> np.ndarray:
-    """(dx, dy) with b(x) ≈ a(x − d): the highest phase-correlation peak."""
-    return phase_peaks(a, b, max_shift, count=1)[0]
-
-
 def _refine_peak(line: np.ndarray, p: int) -> float:
     """Signed shift of peak index p on a circular axis, refined by a parabola through neighbors."""
     n = len(line)
