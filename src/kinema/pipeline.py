@@ -67,6 +67,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kinema.compression.pixels import to_frames, to_video_tensor
 from kinema.compression.vae import CausalVAE
 from kinema.diffusion import generate_latents
 from kinema.flow import token_shift
@@ -242,19 +243,6 @@ def resolve_seed(
     if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be an int in [0, {MAX_SEED}] (or -1 for random), got {seed!r}")
     return seed, torch.Generator().manual_seed(seed)
-
-
-def to_video_tensor(frames: np.ndarray) -> Tensor:
-    """uint8 (T, H, W, 3) -> float (1, 3, T, H, W) in [-1, 1]."""
-    return (
-        torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-    )
-
-
-def to_frames(video: Tensor) -> np.ndarray:
-    """float (1, 3, T, H, W) in [-1, 1] -> uint8 (T, H, W, 3)."""
-    pixels = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (3, T, H, W)
-    return pixels.permute(1, 2, 3, 0).cpu().numpy()
 
 
 def load_image(value: ImageInput, width: int, height: int, name: str) -> np.ndarray:

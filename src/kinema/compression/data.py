@@ -43,6 +43,7 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from kinema.assets import AssetUnavailableError, gradio_world_clip, imageio_clips, photos
+from kinema.compression.pixels import to_video_tensor
 from kinema.video import VideoError, crop_frames, probe_video, read_video, resize_frames
 from kinema.world import render_scene, sample_scene
 
@@ -580,11 +581,6 @@ class ClipSample(NamedTuple):
     source: str  # ClipSource.name
 
 
-def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-    video = torch.from_numpy(np.ascontiguousarray(frames))  # (T, H, W, 3) uint8
-    return video.permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)  # (3, T, H, W)
-
-
 class MixedClipDataset(torch.utils.data.IterableDataset):
     """Clips of random size, aspect ratio and length from weighted sources.
 
@@ -669,7 +665,7 @@ class MixedClipDataset(torch.utils.data.IterableDataset):
             except ClipSourceError:
                 weights[i] = 0.0  # e.g. every file of a video source turned out unreadable
                 continue
-            return ClipSample(_to_tensor(frames), self.sources[i].name)
+            return ClipSample(to_video_tensor(frames)[0], self.sources[i].name)
         raise ClipSourceError(
             f"no source can give a {num_frames}-frame clip "
             f"(sources: {[s.name for s in self.sources]}; skipped: {self.skipped})"

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from kinema.compression.losses import psnr, psnr_from_mse, ssim
+from kinema.compression.pixels import quantize, to_video_tensor
 from kinema.compression.vae import CausalVAE
 from kinema.hub import DEFAULT_MODEL_DIR
 from kinema.video import read_video, resize_and_crop
@@ -57,16 +58,6 @@ def prepare_frames(
     return resize_and_crop(frames[:T], height, width, mode="center")
 
 
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (T, H, W, 3) → float (1, 3, T, H, W) in [−1, 1]."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
-
-
-def to_uint8(video: torch.Tensor) -> torch.Tensor:
-    """float video in [−1, 1] → the same quantized to 8 bits (still in [−1, 1])."""
-    return ((video.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1.0
-
-
 @torch.no_grad()
 def evaluate_frames(
     vae: CausalVAE, name: str, frames: np.ndarray, short_side: int = 256, max_frames: int = 33
@@ -75,11 +66,11 @@ def evaluate_frames(
     frames = prepare_frames(
         frames[:max_frames], short_side, vae.config.space_compression, vae.config.time_compression
     )
-    video = to_tensor(frames)
+    video = to_video_tensor(frames)
     start = time.perf_counter()
     latents = vae.encode(video)
     encoded = time.perf_counter()
-    recon = to_uint8(vae.decode(latents))
+    recon = quantize(vae.decode(latents))
     decoded = time.perf_counter()
     T = video.shape[2]
     frame_mse = ((recon - video) ** 2).mean(dim=(0, 1, 3, 4))

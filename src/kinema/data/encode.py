@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kinema.compression.pixels import to_video_tensor
 from kinema.data.manifest import ClipRecord
 from kinema.data.plan import ClipPlan, TextChoice
 from kinema.text import TextEncoder
@@ -57,8 +58,7 @@ def encode_frames(vae: torch.nn.Module, frames: np.ndarray, bf16: bool = False) 
     """uint8 frames ``(T, H, W, 3)`` -> the VAE's normalized latents ``(C, t, h, w)`` (float32,
     on the CPU); ``bf16`` runs the encoder under bfloat16 autocast."""
     param = next(vae.parameters())
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, H, W)
-    video = video[None].to(param.device, param.dtype) / 127.5 - 1.0  # (1, 3, T, H, W) in [-1, 1]
+    video = to_video_tensor(frames).to(param.device, param.dtype)  # (1, 3, T, H, W) in [-1, 1]
     with torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=bf16):
         return vae.encode(video)[0].float().cpu()  # (C, t, h, w)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from kinema.compression.pixels import to_frames
 from kinema.diffusion import generate_latents
 from kinema.hub import GenerationDefaults, ModelIndex, save_model
 from kinema.sampling import Solver
@@ -140,11 +141,6 @@ def render_prompts(
             generator=torch.Generator().manual_seed(s.seed + i),
         )
         video = vae.decode(latents[None].to(device), num_frames=s.num_frames)  # (1, 3, T, H, W)
-        frames = ((video[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (3, T, H, W)
-        paths.append(
-            write_video(
-                directory / f"{i:02d}.mp4", frames.permute(1, 2, 3, 0).cpu().numpy(), fps=s.fps
-            )
-        )
+        paths.append(write_video(directory / f"{i:02d}.mp4", to_frames(video), fps=s.fps))
     (directory / "prompts.json").write_text(json.dumps(list(s.prompts), indent=2) + "\n")
     return paths
