@@ -277,7 +277,7 @@ PRESETS: dict[str, TrainConfig] = {
         # warmup-stable-decay: 2e-3 held, then the last 500 steps decay to 2e-4
         optim=OptimConfig(lr=2e-3, warmup_steps=200, weight_decay=0.0, decay_steps=500),
         ema_decay=0.999,
-        steps=7500,
+        steps=10750,
         out_dir="runs/dit-world-tiny",
         checkpoint_every=250,
         log_every=10,
