@@ -153,6 +153,11 @@ def test_a_cache_names_the_vae_its_latents_need(records, vae, tmp_path):
     settings = CacheSettings(pixel_budget=64 * 64, max_frames=5, patch=PATCH, shard_size=4)
     build_cache(records[:1], vae, FakeTextEncoder(), tmp_path / "c", settings, progress=False)
     check_cache_vae(tmp_path / "c", vae)  # the VAE that encoded it
+    tuned = CausalVAE(PRESETS["debug"])
+    tuned.load_state_dict(vae.state_dict())
+    with torch.no_grad():
+        next(tuned.decoder.parameters()).add_(0.1)  # a decoder-only fine-tune: same latents
+    check_cache_vae(tmp_path / "c", tuned)
     torch.manual_seed(1)
     other = CausalVAE(PRESETS["debug"])  # same architecture, other weights
     with pytest.raises(ValueError, match=r"encoded by another VAE .*kinema cache --vae"):

@@ -20,6 +20,7 @@ kinema caption M --out M2         re-caption a manifest's clips with a vision-la
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -53,8 +54,8 @@ _USER_ERRORS = {
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     # a module not imported yet cannot have raised its error, so nothing is imported here
-    loaded = [getattr(sys.modules[m], n) for m, n in _USER_ERRORS.items() if m in sys.modules]
-    return (ValueError, FileNotFoundError, *loaded)
+    loaded = [getattr(sys.modules.get(m), n, None) for m, n in _USER_ERRORS.items()]
+    return (ValueError, FileNotFoundError, *(e for e in loaded if e is not None))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,14 +312,21 @@ def _generate_suite(args: argparse.Namespace) -> Path:
     entries = load_suite(args.suite)[: args.limit]
     pipe = Pipeline.from_pretrained(args.model)
     generate = pipeline_generator(pipe, args.steps, args.guidance, args.image_first, args.solver)
-    settings = {
-        "suite": args.suite,
-        "model": None if pipe.model_dir is None else str(pipe.model_dir.resolve()),
-        "files": pipe.index.files,
-        "steps": args.steps,
-        "guidance": args.guidance,
+    # what makes the clips: the model's files and the sampling settings in effect (its defaults
+    # with the flags given applied), not where the model folder happens to be
+    overrides = {
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance,
         "image_first": args.image_first,
         "solver": args.solver,
+    }
+    defaults = dataclasses.asdict(pipe.index.defaults)
+    defaults.update({k: v for k, v in overrides.items() if v is not None})
+    settings = {
+        "suite": args.suite,
+        "files": pipe.index.files,
+        "text_encoder": [pipe.index.text_encoder, pipe.index.text_max_length],
+        "sampling": defaults,
     }
     out = args.out or f"outputs/bench-{args.suite}"
     return generate_suite(generate, entries, out, text=args.text, settings=settings)
@@ -478,7 +486,7 @@ def _add_vae(commands) -> None:
         title="vae commands", metavar="COMMAND"
     )
     p = _command(vae, "train", "train the causal video VAE (resumes from OUT)", run_vae_train)
-    p.add_argument("--preset", default=None, help="VAE preset (default: VAETrainConfig's, tiny)")
+    p.add_argument("--preset", default="small", help="VAE preset (default: small)")
     p.add_argument("--out", default="runs/vae", help="run folder (default: runs/vae)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps")
     p.add_argument(
@@ -505,9 +513,7 @@ def _add_vae(commands) -> None:
 def run_vae_train(args: argparse.Namespace) -> int:
     from kinema.compression.train import VAETrainConfig, VAETrainer, apply_overrides
 
-    config = VAETrainConfig(out_dir=args.out)
-    if args.preset is not None:
-        config.preset = args.preset
+    config = VAETrainConfig(preset=args.preset, out_dir=args.out)
     if args.steps is not None:
         config.steps = args.steps
     config = apply_overrides(config, args.overrides)

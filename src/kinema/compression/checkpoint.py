@@ -92,7 +92,10 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         return None
     path = pointer.parent / pointer.read_text().strip()
     if not (path / "state.json").is_file():
-        raise ValueError(f"{pointer} names {path.name}, which is not a complete checkpoint")
+        raise ValueError(
+            f"{pointer} names {path.name}, which is not a complete checkpoint; write the name of "
+            f"a complete step_N folder into it to resume from there, or remove it to start over"
+        )
     return path
 
 

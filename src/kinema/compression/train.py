@@ -260,7 +260,10 @@ class VAETrainer:
         (self.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
         resumed = self.resume()
         start_time, start_step = time.perf_counter(), self.step
-        metrics = (self.out / "metrics.jsonl").open("a")
+        from kinema.train.metrics import MetricsLog  # here: kinema.train imports this module
+
+        metrics = MetricsLog(self.out, tensorboard=False)
+        metrics.truncate_after(self.step)  # rows logged after the checkpoint resumed from
         bar = tqdm(total=config.steps, initial=self.step, desc="vae", disable=not progress)
         if resumed:
             bar.write(f"resumed from step {self.step}")
@@ -275,8 +278,7 @@ class VAETrainer:
                     step=self.step,
                     clips_per_s=(self.step - start_step) * config.clips_per_step / elapsed,
                 )
-                metrics.write(json.dumps(logs) + "\n")
-                metrics.flush()
+                metrics.write(logs)
                 bar.set_postfix(loss=f"{logs['loss']:.4f}", psnr=f"{logs['psnr']:.1f}")
             over_budget = (
                 config.time_budget_s is not None

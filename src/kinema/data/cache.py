@@ -133,10 +133,13 @@ class CacheReport:
         return "\n".join(lines)
 
 
-def vae_fingerprint(vae: torch.nn.Module) -> str:
-    """SHA-256 of a VAE's config and every tensor of its state (weights and latent stats)."""
+def vae_fingerprint(vae: torch.nn.Module, encoder_only: bool = False) -> str:
+    """SHA-256 of a VAE's config and every tensor of its state (weights and latent stats); with
+    `encoder_only`, of what decides its latents: the decoder's weights are left out."""
     digest = hashlib.sha256(json.dumps(vae.config.to_dict(), sort_keys=True).encode())  # type: ignore[attr-defined]
     for name, tensor in sorted(vae.state_dict().items()):
+        if encoder_only and name.startswith("decoder."):
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
@@ -209,6 +212,7 @@ def _cache_meta(
         "time_compression": config.time_compression,
         "latent_channels": config.latent_channels,
         "vae_sha256": vae_fingerprint(vae),
+        "vae_encoder_sha256": vae_fingerprint(vae, encoder_only=True),
         "text_encoder": {
             "name": getattr(text_encoder, "name", type(text_encoder).__name__),
             "fingerprint": getattr(text_encoder, "fingerprint", None),
@@ -223,6 +227,8 @@ def _claim_cache_dir(cache_dir: Path, meta: dict[str, Any]) -> None:
     path = cache_dir / META_NAME
     if path.is_file():
         existing = json.loads(path.read_text())
+        if "vae_encoder_sha256" not in existing:  # an older cache: the whole VAE's fingerprint
+            meta = {k: v for k, v in meta.items() if k != "vae_encoder_sha256"}
         differ = sorted(k for k in meta.keys() | existing.keys() if meta.get(k) != existing.get(k))
         if differ:
             raise ValueError(
@@ -354,10 +360,14 @@ def read_cache_meta(cache_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def check_cache_vae(cache_dir: str | os.PathLike[str], vae: torch.nn.Module) -> None:
-    """Raise ValueError unless the cache's latents were encoded by exactly this VAE: a
-    transformer trained on them only decodes correctly through it."""
-    stored = read_cache_meta(cache_dir).get("vae_sha256")
-    actual = vae_fingerprint(vae)
+    """Raise ValueError unless the cache's latents were encoded by this VAE (the same encoder and
+    latent statistics; the decoder may differ, e.g. after a decoder-only fine-tune): a
+    transformer trained on them only makes sense through it. Caches written before the encoder's
+    fingerprint was recorded are checked against the whole VAE."""
+    meta = read_cache_meta(cache_dir)
+    encoder_only = "vae_encoder_sha256" in meta
+    stored = meta["vae_encoder_sha256"] if encoder_only else meta.get("vae_sha256")
+    actual = vae_fingerprint(vae, encoder_only=encoder_only)
     if stored != actual:
         raise ValueError(
             f"the latents in {cache_dir} were encoded by another VAE (fingerprint {stored}) than "

@@ -102,8 +102,10 @@ def _claim_folder(out: Path, settings: dict[str, Any]) -> None:
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored != settings:
-            keys = sorted(k for k in {*stored, *settings} if stored.get(k) != settings.get(k))
-            diff = ", ".join(f"{k}: {stored.get(k)!r} there, {settings.get(k)!r} now" for k in keys)
+            old = {k: stored.get(k, "(unset)") for k in {*stored, *settings}}
+            new = {k: settings.get(k, "(unset)") for k in old}
+            keys = sorted(k for k in old if old[k] != new[k])
+            diff = ", ".join(f"{k}: {old[k]!r} there, {new[k]!r} now" for k in keys)
             raise ValueError(
                 f"{out} holds clips made with other settings ({diff}); "
                 "pass another output folder (--out) or delete this one"
