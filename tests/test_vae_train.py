@@ -12,7 +12,14 @@ import torch
 
 from kinema.compression.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kinema.compression.data import MixedClipDataset, WorldSource
-from kinema.compression.losses import chroma, kl_divergence, psnr, reconstruction_loss, ssim
+from kinema.compression.losses import (
+    chroma,
+    frame_differences,
+    kl_divergence,
+    psnr,
+    reconstruction_loss,
+    ssim,
+)
 from kinema.compression.train import VAETrainConfig, VAETrainer, apply_overrides, learning_rate
 from kinema.compression.vae import PRESETS, CausalVAE
 
@@ -70,6 +77,24 @@ def test_chroma_term_penalizes_lost_colour_only():
     _, parts = reconstruction_loss(gray, red, ssim_weight=0.0, chroma_weight=1.0)
     cb, cr = -0.168736 + 0.331264 - 0.5, 0.5 + 0.418688 + 0.081312  # chroma of (1, -1, -1)
     assert parts["chroma_mse"] == pytest.approx((cb**2 + cr**2) / 2, rel=1e-5)
+
+
+def test_temporal_term_penalizes_flicker_not_steady_error():
+    target = torch.zeros(1, 3, 4, 8, 8)
+    steady = target + 0.25  # the same error in every frame: no change from frame to frame
+    flicker = target + 0.25 * torch.tensor([1.0, -1.0, 1.0, -1.0]).view(1, 1, 4, 1, 1)
+    base, _ = reconstruction_loss(steady, target, ssim_weight=0.0)
+    with_temporal, parts = reconstruction_loss(steady, target, ssim_weight=0.0, temporal_weight=2.0)
+    assert torch.allclose(base, with_temporal) and parts["temporal_mse"] == 0.0
+    # same per-frame MSE as `steady`, but each change is ±0.5
+    loss, parts = reconstruction_loss(flicker, target, ssim_weight=0.0, temporal_weight=2.0)
+    assert parts["mse"] == pytest.approx(0.0625)
+    assert parts["temporal_mse"] == pytest.approx(0.25)
+    assert loss.item() == pytest.approx(0.0625 + 2.0 * 0.25)
+    image = torch.rand(1, 3, 1, 8, 8)  # one frame: no changes, no term
+    _, parts = reconstruction_loss(image, image * 0, ssim_weight=0.0, temporal_weight=1.0)
+    assert "temporal_mse" not in parts
+    assert frame_differences(flicker).shape == (1, 3, 3, 8, 8)
 
 
 def test_learning_rate_warms_up_and_decays():

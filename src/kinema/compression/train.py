@@ -59,6 +59,7 @@ class VAETrainConfig:
     l1_weight: float = 0.0  # L1 slows learning of small objects a lot (see losses.py)
     ssim_weight: float = 0.05
     chroma_weight: float = 0.0  # MSE of chroma (Cb, Cr): speeds up small saturated objects
+    temporal_weight: float = 0.0  # MSE of frame-to-frame changes: penalizes flicker
     gan_weight: float = 0.0  # 0 disables the patch-GAN stage
     gan_start: int = 2000  # step at which the discriminator starts to count
     sizes: tuple[tuple[int, int], ...] = ((64, 64), (64, 96), (96, 64), (128, 128))  # (H, W)
@@ -210,6 +211,7 @@ class VAETrainer:
                 config.l1_weight,
                 config.ssim_weight,
                 config.chroma_weight,
+                config.temporal_weight,
             )
             kl = kl_divergence(mean, logvar)
             loss = rec + config.kl_weight * kl
