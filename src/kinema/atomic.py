@@ -3,6 +3,7 @@ rename it into place, so readers see the old version or the whole new one, never
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import shutil
@@ -11,7 +12,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_write", "atomic_write_text", "prune_folders"]
+__all__ = [
+    "atomic_directory",
+    "atomic_write",
+    "atomic_write_text",
+    "prune_folders",
+    "remove_partial_directories",
+]
 
 
 def _umask() -> int:
@@ -66,6 +73,14 @@ def atomic_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_partial_directories(directory: str | os.PathLike[str]) -> None:
+    """Remove the temporary folders that `atomic_directory(directory)` blocks killed mid-way left
+    beside ``directory``. Call it only where no other process may be writing ``directory``."""
+    directory = Path(directory)
+    for partial in directory.parent.glob(f".{glob.escape(directory.name)}.tmp-*"):
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def prune_folders(folders: list[Path], written: Path, keep: int) -> None:

@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from kinema.atomic import atomic_directory
+from kinema.checkpoint_folders import check_finite, cpu_tensors
 from kinema.compression.layers import (
     CausalConv3d,
     Downsample,
@@ -631,10 +632,8 @@ class CausalVAE(nn.Module):
         so a half-written checkpoint never exists under ``directory``. Non-finite weights raise.
         """
         directory = Path(directory)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        bad = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
-        if bad:
-            raise ValueError(f"refusing to save {directory}: non-finite values in {bad[:5]}")
+        tensors = cpu_tensors(self.state_dict())
+        check_finite(tensors, str(directory))
         meta = {
             "kind": CHECKPOINT_KIND,
             "version": CHECKPOINT_VERSION,

@@ -20,6 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from kinema.atomic import atomic_write_text
+from kinema.jsonl import read_json_objects
 from kinema.video import IMAGE_EXTENSIONS, VideoError, probe_video
 
 __all__ = [
@@ -110,19 +111,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ClipRecord]:
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
     folder = path.resolve().parent
-    records = []
-    for lineno, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not valid JSON ({e.msg})") from e
-        if not isinstance(line, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(line).__name__}")
-        records.append(_check_record(line, where, folder))
-    return records
+    return [_check_record(line, where, folder) for where, line in read_json_objects(path)]
 
 
 def write_manifest(records: Iterable[ClipRecord], path: str | os.PathLike[str]) -> Path:

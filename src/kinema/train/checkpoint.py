@@ -8,10 +8,10 @@
     state.json              step, counters, data stats, RNG states of every rank, optimizer
                             param groups, the resolved config
 
-A checkpoint is written into a temporary folder and renamed into place; then ``latest`` (a
-one-line file naming the folder) is replaced atomically, and only then are old checkpoints beyond
-`keep` removed. So ``latest`` never names a partial checkpoint, and a failed write leaves it on the
-previous one. Non-finite weights are never written. Only safetensors and JSON are read back.
+The folder layout, the atomic write, ``latest``, pruning beyond `keep` and the refusal of
+non-finite weights are those of every Kinema trainer (`kinema.checkpoint_folders`): ``latest``
+never names a partial checkpoint, and a failed write leaves it on the previous one. Only
+safetensors and JSON are read back.
 
 State dicts are gathered whole (torch.distributed.checkpoint.state_dict with
 ``full_state_dict=True``): under FSDP2 rank 0 writes the full tensors, and any number of ranks can
@@ -21,9 +21,7 @@ load them, so a checkpoint moves freely between 1 and N processes and between DD
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,18 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from kinema.atomic import prune_folders
+from kinema.checkpoint_folders import (
+    CHECKPOINT_DIR,
+    STATE,
+    NonFiniteWeightsError,
+    check_finite,
+    cpu_tensors,
+    flatten_optimizer_state,
+    latest_checkpoint,
+    list_checkpoints,
+    unflatten_optimizer_state,
+    write_checkpoint_folder,
+)
 
 __all__ = [
     "Checkpoint",
@@ -60,14 +69,9 @@ __all__ = [
     "write_checkpoint",
 ]
 
-CHECKPOINT_DIR = "checkpoints"
-LATEST = "latest"
+_OPTIMIZER_SEP = "/"  # optimizer tensors are named "<param name>/<key>"
 _GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors on rank 0
 _LOAD = StateDictOptions(full_state_dict=True)  # every rank passes whole tensors; FSDP re-shards
-
-
-class NonFiniteWeightsError(ValueError):
-    """Refused to write a checkpoint: some weights are NaN or infinite."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,26 +95,6 @@ def load_model_state(model: nn.Module, tensors: dict[str, Tensor]) -> None:
 
 def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
     set_optimizer_state_dict(model, optimizer, state, options=_LOAD)
-
-
-def flatten_optimizer_state(state: dict) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Named tensors (``"<param>/<key>"``) plus JSON metadata (param groups, non-tensor state)."""
-    tensors, scalars = {}, {}
-    for name, entries in state.get("state", {}).items():
-        for key, value in entries.items():
-            if isinstance(value, Tensor):
-                tensors[f"{name}/{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{name}/{key}"] = value
-    return tensors, {"param_groups": state.get("param_groups", []), "scalars": scalars}
-
-
-def unflatten_optimizer_state(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict:
-    state: dict[str, dict[str, Any]] = {}
-    for flat, value in [*tensors.items(), *meta["scalars"].items()]:
-        name, key = flat.rsplit("/", 1)
-        state.setdefault(name, {})[key] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,23 +140,6 @@ class Checkpoint:
     state: dict[str, Any]  # state.json
 
 
-def _non_finite(tensors: dict[str, Tensor]) -> list[str]:
-    return [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
-
-
-def check_finite(*state_dicts: dict[str, Tensor]) -> None:
-    bad = [k for sd in state_dicts for k in _non_finite(sd)]
-    if bad:
-        raise NonFiniteWeightsError(
-            f"refusing to write a checkpoint: non-finite values in {bad[:5]}"
-            + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        )
-
-
-def _contiguous(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-
-
 def write_checkpoint(
     run_dir: str | Path,
     step: int,
@@ -182,62 +149,31 @@ def write_checkpoint(
     state: dict[str, Any],
     keep: int,
 ) -> Path:
-    """Write checkpoint `step` atomically, point `latest` at it, keep it and `keep - 1` others."""
-    check_finite(model, ema)
-    root = Path(run_dir) / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:08d}"
-    tmp = root / f".tmp-step_{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        save_file(_contiguous(model), str(tmp / "model.safetensors"))
-        save_file(_contiguous(ema), str(tmp / "ema.safetensors"))
-        opt_tensors, opt_meta = flatten_optimizer_state(optimizer)
+    """Write checkpoint `step` atomically, point `latest` at it, keep it and `keep - 1` others.
+    Non-finite weights (model or EMA) raise `NonFiniteWeightsError` before anything is written."""
+    check_finite(model, f"checkpoint {step} (model)")
+    check_finite(ema, f"checkpoint {step} (EMA)")
+
+    def write(tmp: Path) -> None:
+        save_file(cpu_tensors(model), str(tmp / "model.safetensors"))
+        save_file(cpu_tensors(ema), str(tmp / "ema.safetensors"))
+        opt_tensors, opt_meta = flatten_optimizer_state(optimizer, _OPTIMIZER_SEP)
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         meta = {"step": step, **state, "optimizer": opt_meta}
-        (tmp / "state.json").write_text(json.dumps(meta))
-        if final.exists():  # the same step written again (a rerun): replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    pointer = root / f".{LATEST}.tmp"
-    pointer.write_text(final.name + "\n")
-    os.replace(pointer, root / LATEST)
-    prune_folders(list_checkpoints(run_dir), final, keep)
-    return final
+        (tmp / STATE).write_text(json.dumps(meta))
 
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders, oldest first."""
-    root = Path(run_dir) / CHECKPOINT_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.glob("step_*") if (p / "state.json").is_file())
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The folder `latest` names, or None before the first checkpoint."""
-    pointer = Path(run_dir) / CHECKPOINT_DIR / LATEST
-    if not pointer.is_file():
-        return None
-    path = pointer.parent / pointer.read_text().strip()
-    if not (path / "state.json").is_file():
-        raise ValueError(f"{pointer} names {path.name}, which is not a complete checkpoint")
-    return path
+    return write_checkpoint_folder(run_dir, step, write, keep)
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint folder (safetensors and JSON only)."""
     path = Path(path)
     try:
-        state = json.loads((path / "state.json").read_text())
+        state = json.loads((path / STATE).read_text())
         model = load_file(str(path / "model.safetensors"))
         ema = load_file(str(path / "ema.safetensors"))
         opt_tensors = load_file(str(path / "optimizer.safetensors"))
-        optimizer = unflatten_optimizer_state(opt_tensors, state.pop("optimizer"))
+        optimizer = unflatten_optimizer_state(opt_tensors, state.pop("optimizer"), _OPTIMIZER_SEP)
     except (OSError, ValueError, KeyError, SafetensorError) as e:
         raise ValueError(f"cannot read checkpoint {path}: {e}") from e
     return Checkpoint(path, int(state["step"]), model, ema, optimizer, state)

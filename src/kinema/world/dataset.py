@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kinema.atomic import atomic_write
+from kinema.jsonl import read_json_objects
 from kinema.video import write_video
 from kinema.world.captions import detailed_caption, short_prompt
 from kinema.world.render import render_scene
@@ -141,18 +142,14 @@ def _map(jobs: list[tuple[ClipRequest, str]], workers: int) -> Iterator[dict[str
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of a manifest, with `path` made absolute; raises ValueError naming a bad line."""
+    """Records of a manifest as written (every field, `spec` included), with `path` made absolute;
+    raises ValueError naming a bad line. `kinema.data.read_manifest` reads the same files into
+    checked `ClipRecord`s for training."""
     path = Path(path)
     records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
-        if not isinstance(record, dict) or "path" not in record:
-            raise ValueError(f"{path}:{lineno}: expected a JSON object with a 'path' field")
+    for where, record in read_json_objects(path):
+        if "path" not in record:
+            raise ValueError(f"{where}: expected a JSON object with a 'path' field")
         record["path"] = str((path.parent / record["path"]).resolve())
         records.append(record)
     return records
