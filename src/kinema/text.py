@@ -347,6 +347,19 @@ def load_text_encoder(
     )
 
 
+def remember_tokens(
+    memory: OrderedDict[str, torch.Tensor], key: str, tokens: torch.Tensor, max_items: int
+) -> None:
+    """Keep `tokens` under `key` as the newest entry of the LRU `memory`, dropping the oldest
+    entries beyond `max_items` (0 keeps nothing)."""
+    if max_items == 0:
+        return
+    memory[key] = tokens
+    memory.move_to_end(key)
+    while len(memory) > max_items:
+        memory.popitem(last=False)
+
+
 class CachedTextEncoder:
     """Wraps an encoder with an in-memory LRU and (optionally) a folder of safetensors files.
 
@@ -412,22 +425,14 @@ class CachedTextEncoder:
             return self._memory[key]
         tokens = self._read(key, prompt)
         if tokens is not None:
-            self._remember(key, tokens)
+            remember_tokens(self._memory, key, tokens, self.memory_items)
         return tokens
 
     def _store(self, prompt: str, tokens: torch.Tensor) -> None:
         key = self.key(prompt)
-        self._remember(key, tokens)
+        remember_tokens(self._memory, key, tokens, self.memory_items)
         if self.cache_dir is not None:
             self._write(key, prompt, tokens)
-
-    def _remember(self, key: str, tokens: torch.Tensor) -> None:
-        if self.memory_items == 0:
-            return
-        self._memory[key] = tokens
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.memory_items:
-            self._memory.popitem(last=False)
 
     def _path(self, key: str) -> Path:
         assert self.cache_dir is not None

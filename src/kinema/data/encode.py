@@ -12,7 +12,7 @@ from torch import Tensor
 from kinema.compression.pixels import to_video_tensor
 from kinema.data.manifest import ClipRecord
 from kinema.data.plan import ClipPlan, TextChoice
-from kinema.text import TextEncoder
+from kinema.text import TextEncoder, remember_tokens
 from kinema.video import VideoError, read_video, resize_frames
 
 __all__ = ["ClipReadError", "TextTokenCache", "encode_frames", "read_clip_frames", "text_of"]
@@ -97,14 +97,6 @@ class TextTokenCache:
         for text in missing:
             found[text] = self.encoder.encode([text]).sequences()[0].float().cpu()  # (L, D)
         for text in wanted:
-            self._remember(text, found[text])
+            remember_tokens(self._memory, text, found[text], self.max_items)
         empty = torch.zeros(0, self.dim)
         return [found[t] if t else empty for t in texts]
-
-    def _remember(self, text: str, tokens: Tensor) -> None:
-        if self.max_items == 0:
-            return
-        self._memory[text] = tokens
-        self._memory.move_to_end(text)
-        while len(self._memory) > self.max_items:
-            self._memory.popitem(last=False)
