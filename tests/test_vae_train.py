@@ -297,6 +297,39 @@ def test_psnr_by_frame_averages_the_clips_that_reach_each_frame():
     assert by_frame[5:] == pytest.approx(long["psnr_by_frame"][5:])
 
 
+def test_change_psnr_measures_flicker_not_steady_error():
+    from types import SimpleNamespace
+
+    from kinema.compression.evaluate import evaluate_clips
+
+    class OffsetVAE:
+        """encode → decode adds `offsets[t]` (in [-1, 1] units) to frame t."""
+
+        config = SimpleNamespace(space_compression=1, time_compression=4)
+
+        def __init__(self, offsets: list[float]) -> None:
+            self.offsets = torch.tensor(offsets).view(1, 1, -1, 1, 1)
+
+        def encode(self, video: torch.Tensor) -> torch.Tensor:
+            return video
+
+        def decode(self, latents: torch.Tensor) -> torch.Tensor:
+            return latents + self.offsets[:, :, : latents.shape[2]]
+
+    frames = np.full((5, 8, 8, 3), 128, dtype=np.uint8)
+    steady = evaluate_clips(OffsetVAE([0.25] * 5), {"c": frames}, short_side=8, max_frames=5)
+    flicker = evaluate_clips(
+        OffsetVAE([0.25, -0.25, 0.25, -0.25, 0.25]), {"c": frames}, short_side=8, max_frames=5
+    )
+    # the same per-frame error, but only the flickering one changes from frame to frame
+    assert steady["mean"]["psnr"] == pytest.approx(flicker["mean"]["psnr"], abs=0.2)
+    assert steady["videos"][0]["change_psnr"] > 90  # no change error at all (floored MSE)
+    # changes of ±0.5 (8-bit rounding aside): MSE 0.25 -> PSNR 10·log10(4 / 0.25) ≈ 12.04 dB
+    assert flicker["mean"]["change_psnr"] == pytest.approx(12.04, abs=0.1)
+    image = evaluate_clips(OffsetVAE([0.25]), {"i": frames[:1]}, short_side=8, max_frames=1)
+    assert image["videos"][0]["change_psnr"] is None and image["mean"]["change_psnr"] is None
+
+
 def test_a_step_is_checkpointed_once_and_a_rewrite_replaces_it(tmp_path, monkeypatch):
     import kinema.compression.train as vae_train
 

@@ -552,6 +552,8 @@ def run_vae_eval(args: argparse.Namespace) -> int:
     print(
         f"{'mean':<57}{m['psnr']:>8.2f}{m['ssim']:>7.3f}{m['encode_fps']:>9.1f}{m['decode_fps']:>9.1f}"
     )
+    if m["change_psnr"] is not None:
+        print(f"PSNR of frame-to-frame changes (flicker): {m['change_psnr']:.2f} dB")
     by_frame = report["psnr_by_frame"]
     print(
         "PSNR by frame: " + ", ".join(f"{k}: {by_frame[k]:.2f}" for k in range(0, len(by_frame), 4))

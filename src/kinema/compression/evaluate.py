@@ -7,7 +7,10 @@ short side is `short_side` pixels, and center-cropped to a multiple of the spati
 is encoded and decoded whole-clip in fp32 with the posterior mean, and the decoded frames, rounded
 to uint8 as a player would show them, are compared with the input frames. Besides each clip's
 PSNR and SSIM, the report gives PSNR frame by frame (`psnr_by_frame`, and its mean over the clips
-that reach each frame), which shows whether quality drifts along a clip.
+that reach each frame), which shows whether quality drifts along a clip, and the PSNR of the
+frame-to-frame changes (`change_psnr`: each decoded frame minus the one before it, against the
+same for the input), which falls when the reconstruction flickers even where each frame's own
+error is small.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kinema.compression.losses import psnr, psnr_from_mse, ssim
+from kinema.compression.losses import frame_differences, psnr, psnr_from_mse, ssim
 from kinema.compression.pixels import quantize, to_video_tensor
 from kinema.compression.vae import CausalVAE
 from kinema.hub import DEFAULT_MODEL_DIR
@@ -74,6 +77,7 @@ def evaluate_frames(
     decoded = time.perf_counter()
     T = video.shape[2]
     frame_mse = ((recon - video) ** 2).mean(dim=(0, 1, 3, 4))
+    change_mse = (frame_differences(recon) - frame_differences(video)).square().mean()
     return {
         "name": name,
         "frames": T,
@@ -83,6 +87,7 @@ def evaluate_frames(
         "psnr": float(psnr(recon, video)),
         "ssim": float(ssim(recon, video)),
         "psnr_by_frame": [psnr_from_mse(float(m)) for m in frame_mse],
+        "change_psnr": psnr_from_mse(float(change_mse)) if T > 1 else None,  # None: one frame
         "encode_fps": T / (encoded - start),
         "decode_fps": T / (decoded - encoded),
     }
@@ -99,9 +104,13 @@ def evaluate_clips(
         float(np.mean([v["psnr_by_frame"][k] for v in videos if v["frames"] > k]))
         for k in range(longest)
     ]
+    changes = [v["change_psnr"] for v in videos if v["change_psnr"] is not None]
     return {
         "videos": videos,
-        "mean": {k: float(np.mean([v[k] for v in videos])) for k in keys},
+        "mean": {
+            **{k: float(np.mean([v[k] for v in videos])) for k in keys},
+            "change_psnr": float(np.mean(changes)) if changes else None,  # over clips of 2+ frames
+        },
         "psnr_by_frame": by_frame,
         "settings": {
             "short_side": short_side,
