@@ -19,6 +19,7 @@ from kinema.text import TextEmbedding
 from kinema.train import Trainer, learning_rate, load_config
 from kinema.train.checkpoint import latest_checkpoint
 from kinema.train.cli import main as train_main
+from kinema.train.export import model_index
 from kinema.video import probe_video
 
 
@@ -192,6 +193,8 @@ def test_init_from_starts_a_new_run_from_another_runs_ema(tmp_path):
     assert not trainer.model.pooled_text_embedder.fc2.weight.any()
     trainer.run(progress=False)
     assert trainer.model.pooled_text_embedder.fc2.weight.any()
+    # the export says where the run started, since its steps count from there
+    assert model_index(config, 2).extra["training"]["init_from"] == str(first)
 
     # resuming reads its own checkpoint, not init_from, which may be gone by then
     shutil.rmtree(first)

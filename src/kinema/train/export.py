@@ -45,7 +45,8 @@ def model_index(config: TrainConfig, step: int) -> ModelIndex:
         ),
         extra={
             "training": {
-                "step": step,
+                "step": step,  # counted from init_from's weights when a run started from them
+                "init_from": config.model.init_from,
                 "dit_preset": config.model.preset,
                 "dit_overrides": dict(config.model.overrides),
                 "out_dir": config.out_dir,
