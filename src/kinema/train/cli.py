@@ -11,6 +11,7 @@ Under torchrun every process runs the same command:
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -90,16 +91,22 @@ def run_dit(config: TrainConfig, progress: bool = True) -> int:
         from kinema.data import TooManyCorruptVideosError
 
         stops = (*stops, TooManyCorruptVideosError)
+    trainer: Trainer | None = None
     try:
         trainer = Trainer(config)
         exported = trainer.run(progress=progress)
+        is_main, step = trainer.info.is_main, trainer.step
     except stops as e:
         print(f"kinema train: stopped: {e}", file=sys.stderr)
         return 1
     finally:
+        # the DDP/FSDP model and its communication state go before the process group does: freed
+        # after it (when this function returns), they could hang or abort the process at exit
+        trainer = None
+        gc.collect()
         destroy_distributed()
-    if trainer.info.is_main:
-        print(f"run: {config.out_dir} (step {trainer.step})")
+    if is_main:
+        print(f"run: {config.out_dir} (step {step})")
         if exported is not None:
             print(f"model: {exported}")
     return 0
