@@ -252,6 +252,13 @@ def test_build_request_checks_every_field_and_the_mode_inputs(clip: Path) -> Non
     assert request.mode is Mode.T2V and request.num_frames == 33
     assert 0 <= request.seed <= 2**32 - 1  # -1 was drawn
     assert build_request(StudioForm("x", seed=7), info, LIMITS).seed == 7
+    # steps and guidance left out are the model's defaults, not numbers of the form's own
+    defaults = build_request(
+        StudioForm("x"), dataclasses.replace(info, default_steps=7, default_guidance=9.5), LIMITS
+    )
+    assert (defaults.steps, defaults.guidance) == (7, 9.5)
+    chosen = build_request(StudioForm("x", steps=3, guidance=2.0), info, LIMITS)
+    assert (chosen.steps, chosen.guidance) == (3, 2.0)
     with pytest.raises(LimitError, match="mode i2v needs image: upload one"):
         build_request(StudioForm("x", mode="i2v"), info, LIMITS)
     with pytest.raises(LimitError, match="mode 'zoom' is not one of: t2v, t2i, i2v"):

@@ -83,8 +83,8 @@ class StudioForm:
     aspect: str = "1:1"
     size: int = 64  # pixels, the longer side
     seconds: float = 4.0  # t2v/i2v/edit/long/loop: the video; extend: added; connect: transition
-    steps: int = 20
-    guidance: float = 4.0
+    steps: int | None = None  # None: the model's default
+    guidance: float | None = None  # None: the model's default
     seed: int = -1  # -1: draw one
     strength: float = 0.6  # edit only
     image: str | None = None  # uploaded file paths
@@ -180,8 +180,9 @@ def build_request(form: StudioForm, info: GeneratorInfo, limits: StudioLimits) -
     )
     width, height = size_for_aspect(form.aspect, form.size, limits)
     num_frames = frames_for(mode, form.seconds, info.fps, limits)
-    steps = check_steps(form.steps, limits)
-    guidance = check_guidance(form.guidance, limits)
+    steps = check_steps(info.default_steps if form.steps is None else form.steps, limits)
+    guidance = info.default_guidance if form.guidance is None else form.guidance
+    guidance = check_guidance(guidance, limits)
     seed = check_seed(form.seed)
     if seed == -1:
         seed = secrets.randbelow(MAX_SEED + 1)
