@@ -3,6 +3,7 @@ callbacks, errors, the `kinema generate` command and `kinema bench modes`."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -128,6 +129,26 @@ def test_seeds_reproduce_and_differ(pipe):
     assert not torch.equal(a.latents[0], other_prompt.latents[0])
     random = pipe("a red ball", seed=-1)
     assert 0 <= random.seed < 2**32 and random.settings.seed == random.seed
+
+
+def test_modes_given_frames_default_to_their_own_guidance(pipe, monkeypatch):
+    given = dataclasses.replace(pipe.index.defaults, given_guidance_scale=1.5)
+    monkeypatch.setattr(pipe, "index", dataclasses.replace(pipe.index, defaults=given))
+    t2v = pipe("a red ball", seed=1)
+    i2v = pipe("a red ball", mode="i2v", image=frames(1)[0], seed=1)
+    chosen = pipe("a red ball", mode="i2v", image=frames(1)[0], seed=1, guidance_scale=3.0)
+    assert (t2v.settings.guidance_scale, i2v.settings.guidance_scale) == (2.0, 1.5)
+    assert chosen.settings.guidance_scale == 3.0
+    # the guidance is used, not only recorded: the same seed at 3.0 samples other latents
+    assert not torch.equal(i2v.latents[0], chosen.latents[0])
+    assert [given.guidance_for(m) for m in ("t2v", "t2i", "long", "edit", Mode.LOOP)] == [
+        2.0,
+        2.0,
+        2.0,
+        1.5,
+        1.5,
+    ]
+    assert GenerationDefaults(guidance_scale=7.0).guidance_for("i2v") == 7.0  # None: the same
 
 
 def test_the_stochastic_solver_is_reproducible_from_the_seed(pipe):

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from kinema.modes import Mode
 from kinema.serve.app import ServeOptions, input_updates, launch, load_gradio
 from kinema.serve.studio import Studio
 
@@ -136,7 +137,8 @@ def test_mode_changes_show_the_inputs_a_mode_takes(served) -> None:
     gr, (_, studio) = load_gradio(), served
     visible = {}
     for mode in ("t2v", "t2i", "i2v", "edit", "connect", "long", "extend-forward"):
-        *inputs, seconds = input_updates(gr, studio, mode, 60.0)
+        *inputs, seconds, guidance = input_updates(gr, studio, mode, 60.0)
+        assert guidance["value"] == studio.info.guidance_for(Mode(mode))
         visible[mode] = [name for name, u in zip(INPUTS, inputs, strict=True) if u["visible"]]
         if mode == "t2i":
             assert seconds["interactive"] is False
@@ -151,8 +153,8 @@ def test_mode_changes_show_the_inputs_a_mode_takes(served) -> None:
         "long": ["image"],
         "extend-forward": ["video"],
     }
-    *_, t2v = input_updates(gr, studio, "t2v", 60.0)
-    *_, long = input_updates(gr, studio, "long", 60.0)
+    *_, t2v, _ = input_updates(gr, studio, "t2v", 60.0)
+    *_, long, _ = input_updates(gr, studio, "long", 60.0)
     assert t2v["maximum"] == 2.0 and long["maximum"] > 2.0  # 17 frames at 8 fps per window
 
 

@@ -111,6 +111,14 @@ def test_shipped_yaml_files_are_their_presets():
     assert vae == get_preset("vae-tiny") and vae.stage is Stage.VAE
 
 
+def test_the_world_tiny_export_carries_both_guidance_defaults():
+    from kinema.train.export import model_index
+
+    defaults = model_index(get_preset("world-tiny"), 0).defaults
+    assert (defaults.guidance_scale, defaults.given_guidance_scale) == (10.0, 4.0)
+    assert defaults.guidance_for("t2v") == 10.0 and defaults.guidance_for("connect") == 4.0
+
+
 def test_world_tiny_yaml_checks_its_data_options_against_kinema_data():
     pytest.importorskip("kinema.data")
     config = load_config(CONFIGS / "dit-world-tiny.yaml")

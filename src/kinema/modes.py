@@ -54,6 +54,7 @@ from enum import StrEnum
 import numpy as np
 
 __all__ = [
+    "GIVEN_FRAME_MODES",
     "Mode",
     "ModeInputs",
     "ModeSpec",
@@ -104,6 +105,11 @@ class ModeInputs:
     # from it (factorized text-to-video, as Emu Video); False: the whole clip at once
     image_first: bool = False
 
+
+# Modes that continue frames they are given (the model's `given_guidance_scale` is theirs).
+GIVEN_FRAME_MODES = frozenset(
+    {Mode.I2V, Mode.EXTEND_FORWARD, Mode.EXTEND_BACKWARD, Mode.CONNECT, Mode.LOOP, Mode.EDIT}
+)
 
 # Which inputs each mode needs and which it may take (everything else is refused).
 REQUIRED_INPUTS: dict[Mode, tuple[str, ...]] = {

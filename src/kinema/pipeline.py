@@ -453,7 +453,9 @@ class Pipeline:
             num_inference_steps=d.num_inference_steps
             if num_inference_steps is None
             else num_inference_steps,
-            guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
+            guidance_scale=d.guidance_for(Mode.parse(mode))
+            if guidance_scale is None
+            else guidance_scale,
             shift=d.shift if shift is None else shift,
             solver=Solver.parse(d.solver if solver is None else solver),
             seed=seed,

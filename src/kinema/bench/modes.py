@@ -331,6 +331,7 @@ def run_bench(pipe: Pipeline, config: BenchConfig) -> dict[str, Any]:
         "fps": d.fps,
         "steps": config.steps or d.num_inference_steps,
         "guidance_scale": d.guidance_scale,
+        "given_guidance_scale": d.given_guidance_scale,
         "clips": config.clips,
         "seed": config.seed,
         "torch_threads": torch.get_num_threads(),

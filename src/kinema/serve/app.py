@@ -66,8 +66,8 @@ def _takes(mode: Mode, name: str) -> bool:
 
 
 def input_updates(gr, studio: Studio, mode_value: str, seconds: float) -> list[Any]:
-    """For a mode: which of the image/last image/video/second video/strength inputs show, and
-    the duration slider's label and range."""
+    """For a mode: which of the image/last image/video/second video/strength inputs show, the
+    duration slider's label and range, and the guidance slider at the mode's default."""
     mode = Mode(mode_value)
     names = ("image", "last_image", "video", "video2")
     shown = [gr.update(visible=_takes(mode, n)) for n in names]
@@ -79,6 +79,7 @@ def input_updates(gr, studio: Studio, mode_value: str, seconds: float) -> list[A
     else:
         value = min(seconds or longest, longest)
         shown.append(gr.update(label=label, maximum=longest, value=value, interactive=True))
+    shown.append(gr.update(value=studio.info.guidance_for(mode)))
     return shown
 
 
@@ -177,7 +178,7 @@ def build_app(studio: Studio):
         mode.change(
             lambda m, s: input_updates(gr, studio, m, s),
             inputs=[mode, seconds],
-            outputs=[image, last_image, video, video2, strength, seconds],
+            outputs=[image, last_image, video, video2, strength, seconds, guidance],
             api_visibility="private",
         )
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from kinema.modes import Mode
+from kinema.modes import GIVEN_FRAME_MODES, Mode
 
 __all__ = ["GenerationRequest", "GenerationResult", "Generator", "GeneratorInfo", "ProgressFn"]
 
@@ -64,6 +64,13 @@ class GeneratorInfo:
     default_seconds: float = 4.0
     default_steps: int = 20
     default_guidance: float = 4.0
+    default_given_guidance: float | None = None  # i2v, extend, connect, loop, edit; None: the above
+
+    def guidance_for(self, mode: Mode) -> float:
+        """The slider's default for a mode (kinema.hub.GenerationDefaults.guidance_for)."""
+        if self.default_given_guidance is not None and mode in GIVEN_FRAME_MODES:
+            return self.default_given_guidance
+        return self.default_guidance
 
 
 class Generator(Protocol):

@@ -59,6 +59,7 @@ class PipelineGenerator:
             default_seconds=(defaults.num_frames - 1) / defaults.fps,
             default_steps=defaults.num_inference_steps,
             default_guidance=defaults.guidance_scale,
+            default_given_guidance=defaults.given_guidance_scale,
         )
 
     @classmethod

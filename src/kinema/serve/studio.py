@@ -181,7 +181,7 @@ def build_request(form: StudioForm, info: GeneratorInfo, limits: StudioLimits) -
     width, height = size_for_aspect(form.aspect, form.size, limits)
     num_frames = frames_for(mode, form.seconds, info.fps, limits)
     steps = check_steps(info.default_steps if form.steps is None else form.steps, limits)
-    guidance = info.default_guidance if form.guidance is None else form.guidance
+    guidance = info.guidance_for(mode) if form.guidance is None else form.guidance
     guidance = check_guidance(guidance, limits)
     seed = check_seed(form.seed)
     if seed == -1:

@@ -156,6 +156,7 @@ class SampleConfig:
     width: int = 64  # pixels
     steps: int = 20  # solver steps
     guidance_scale: float = 4.0  # classifier-free guidance (1: none)
+    given_guidance_scale: float | None = None  # exported: i2v/extend/connect/loop/edit's default
     fps: int = 8  # frame rate of the written .mp4
     seed: int = 0  # noise seed: the same noise at every sampling step
     image_first: bool = False  # exported models make t2v's frame 0 as an image first
@@ -290,6 +291,8 @@ PRESETS: dict[str, TrainConfig] = {
             num_frames=33,
             height=64,
             width=64,
+            guidance_scale=10.0,  # the exported default (WorldBench: docs/benchmarks.md)
+            given_guidance_scale=4.0,  # modes joining given frames: smoother seams (same doc)
         ),
         parallel=ParallelConfig(bf16=True),
         threads=2,

@@ -39,6 +39,7 @@ def model_index(config: TrainConfig, step: int) -> ModelIndex:
             fps=s.fps,
             num_inference_steps=s.steps,
             guidance_scale=s.guidance_scale,
+            given_guidance_scale=s.given_guidance_scale,
             shift=config.model.timestep_shift,
             image_first=s.image_first,
             solver=s.solver,
