@@ -79,7 +79,10 @@ def paired_difference(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int
     """Overall pass rate of b minus a's, with a 95% bootstrap interval over paired clips."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(a), size=(draws, len(a)))
-    rate = lambda c, i: c[i, 0].sum(-1) / c[i, 1].sum(-1)  # noqa: E731  micro-average
+
+    def rate(counts: np.ndarray, i: np.ndarray) -> np.ndarray:  # micro-average over the checks
+        return counts[i, 0].sum(-1) / counts[i, 1].sum(-1)
+
     diffs = rate(b, idx) - rate(a, idx)
     whole = np.arange(len(a))
     lo, hi = np.quantile(diffs, [0.025, 0.975])

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from kinema.atomic import atomic_directory
 from kinema.compression.vae import CausalVAE
-from kinema.modes import GIVEN_FRAME_MODES
+from kinema.modes import mode_guidance
 from kinema.sampling import Solver
 from kinema.text import sha256_file
 from kinema.transformer import DiT, DiTConfig
@@ -73,8 +73,7 @@ class GenerationDefaults:
     fps: int = 8
     num_inference_steps: int = 20
     guidance_scale: float = 4.0
-    # guidance of the modes in GIVEN_FRAME_MODES; None: guidance_scale. Strong guidance follows
-    # the prompt better but pulls new frames away from the given ones they must join.
+    # guidance of the modes joining given frames (kinema.modes.mode_guidance); None: the above
     given_guidance_scale: float | None = None
     shift: float | None = None  # sampling timestep shift; None: the token-count shift of training
     negative_prompt: str = ""
@@ -86,9 +85,7 @@ class GenerationDefaults:
 
     def guidance_for(self, mode: str) -> float:
         """The default guidance scale of a mode (a Mode or its value, e.g. "i2v")."""
-        if self.given_guidance_scale is not None and str(mode) in GIVEN_FRAME_MODES:
-            return self.given_guidance_scale
-        return self.guidance_scale
+        return mode_guidance(mode, self.guidance_scale, self.given_guidance_scale)
 
 
 @dataclass(frozen=True)

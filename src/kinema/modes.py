@@ -68,6 +68,7 @@ __all__ = [
     "given_latent_frames",
     "latent_groups",
     "loop_seam_frames",
+    "mode_guidance",
     "spans_of",
 ]
 
@@ -110,6 +111,16 @@ class ModeInputs:
 GIVEN_FRAME_MODES = frozenset(
     {Mode.I2V, Mode.EXTEND_FORWARD, Mode.EXTEND_BACKWARD, Mode.CONNECT, Mode.LOOP, Mode.EDIT}
 )
+
+
+def mode_guidance(mode: Mode | str, guidance: float, given_guidance: float | None) -> float:
+    """A mode's default guidance: `given_guidance` for GIVEN_FRAME_MODES when set, else
+    `guidance`. Strong guidance follows the prompt better but pulls new frames away from the
+    given ones they must join."""
+    if given_guidance is not None and Mode.parse(mode) in GIVEN_FRAME_MODES:
+        return given_guidance
+    return guidance
+
 
 # Which inputs each mode needs and which it may take (everything else is refused).
 REQUIRED_INPUTS: dict[Mode, tuple[str, ...]] = {

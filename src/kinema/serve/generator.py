@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from kinema.modes import GIVEN_FRAME_MODES, Mode
+from kinema.modes import Mode, mode_guidance
 
 __all__ = ["GenerationRequest", "GenerationResult", "Generator", "GeneratorInfo", "ProgressFn"]
 
@@ -67,10 +67,8 @@ class GeneratorInfo:
     default_given_guidance: float | None = None  # i2v, extend, connect, loop, edit; None: the above
 
     def guidance_for(self, mode: Mode) -> float:
-        """The slider's default for a mode (kinema.hub.GenerationDefaults.guidance_for)."""
-        if self.default_given_guidance is not None and mode in GIVEN_FRAME_MODES:
-            return self.default_given_guidance
-        return self.default_guidance
+        """The slider's default for a mode."""
+        return mode_guidance(mode, self.default_guidance, self.default_given_guidance)
 
 
 class Generator(Protocol):
