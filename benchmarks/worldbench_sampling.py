@@ -1,7 +1,9 @@
-"""WorldBench against sampling settings: guidance, steps, solver and image-first, side by side.
+"""WorldBench against sampling settings: mode, guidance, steps, solver, image-first, side by side.
 
     python benchmarks/worldbench_sampling.py [--model DIR] [--limit 60] \
         [--setting guidance=4 --setting guidance=10,steps=30 ...] [--json OUT]
+    python benchmarks/worldbench_sampling.py --setting mode=i2v,guidance=4 \
+        --setting mode=i2v,guidance=1 ...   # image to video from each scene's first frame
 
 Each setting generates the first `--limit` prompts of a suite with `kinema bench world` (same
 prompts, same seeds, so the settings are paired clip by clip) into its own folder under
@@ -24,7 +26,7 @@ import numpy as np
 from kinema.cli import main as kinema
 from kinema.world.bench import CATEGORIES
 
-KEYS = {"guidance": float, "steps": int, "solver": str, "image_first": bool}
+KEYS = {"mode": str, "guidance": float, "steps": int, "solver": str, "image_first": bool}
 DEFAULT_SETTINGS = ["guidance=4", "guidance=7", "guidance=10", "guidance=14", "guidance=20"]
 
 
@@ -98,7 +100,7 @@ def main() -> None:
         "--setting",
         action="append",
         default=None,
-        help="KEY=VALUE[,KEY=VALUE]: guidance, steps, solver, image_first "
+        help="KEY=VALUE[,KEY=VALUE]: mode (t2v or i2v), guidance, steps, solver, image_first "
         f"(repeat; default: {' '.join(DEFAULT_SETTINGS)})",
     )
     parser.add_argument("--out-root", default="outputs/worldbench-sampling")

@@ -218,6 +218,12 @@ def test_bench_world_generates_the_suite_with_a_model(capsys, tmp_path, monkeypa
     report = json.loads(report_path.read_text())
     assert report["n"] == 2 and 0.0 <= report["overall"] <= 1.0
     assert len(list(out.glob("wb-*.mp4"))) == 2
+    i2v_path, i2v_out = tmp_path / "i2v.json", tmp_path / "clips-i2v"
+    argv[argv.index(str(out))] = str(i2v_out)
+    code, stdout, _ = run(capsys, "bench", "world", *argv, "--mode", "i2v", "--json", str(i2v_path))
+    assert code == 0, stdout
+    assert json.loads(i2v_path.read_text())["n"] == 2
+    assert json.loads((i2v_out / "settings.json").read_text())["first_frame"] is True
 
 
 def test_bench_world_missing_manifest_file(capsys, tmp_path):

@@ -105,7 +105,7 @@ def test_t2v_shapes_timings_spans_and_callback(pipe):
 
 
 def test_image_first_t2v_samples_frame_0_then_the_clip_from_it(pipe):
-    out = pipe("a red ball", seed=3, image_first=True)
+    out = pipe("a red ball", seed=3, image_first=True, refine_steps=0)
     assert out.frames.shape == (9, SIZE, SIZE, 3) and out.settings.image_first
     assert [tuple(z.shape) for z in out.latents] == [(4, 1, 4, 4), (4, 3, 4, 4)]
     assert [(s.start, s.stop, s.window) for s in out.spans] == [(0, 1, 0), (1, 9, 1)]
@@ -169,8 +169,8 @@ def test_t2i_and_sizes(pipe):
 
 def test_i2v_keeps_the_image_exactly(pipe):
     image = frames(1, seed=1)[0]
-    a = pipe("a red ball", mode="i2v", image=image, seed=0, num_frames=13)
-    b = pipe("a red ball", mode="i2v", image=image, seed=1, num_frames=13)
+    a = pipe("a red ball", mode="i2v", image=image, seed=0, num_frames=13, refine_steps=0)
+    b = pipe("a red ball", mode="i2v", image=image, seed=1, num_frames=13, refine_steps=0)
     assert a.frames.shape == (13, SIZE, SIZE, 3)
     assert np.array_equal(a.frames[0], image)  # input frames pass through untouched
     assert a.given_latents[0].tolist() == [True, False, False, False]
@@ -180,6 +180,35 @@ def test_i2v_keeps_the_image_exactly(pipe):
     assert not torch.equal(a.latents[0][:, 1:], b.latents[0][:, 1:])
     assert [(s.start, s.stop, s.window) for s in a.spans] == [(0, 1, None), (1, 13, 0)]
     assert a.given_psnr is not None
+
+
+def test_i2v_refines_the_image_latent_for_the_decoder_only(pipe):
+    image = frames(1, seed=1)[0]
+    kwargs = {"mode": "i2v", "image": image, "seed": 0, "num_frames": 13}
+    plain = pipe("a red ball", refine_steps=0, **kwargs)
+    refined = pipe("a red ball", **kwargs)  # the default: 20 steps for an image at the start
+    assert refined.settings.refine_steps is None and plain.settings.refine_steps == 0
+    # the transformer saw the encoder's latent either way: the generated latents are the same
+    assert torch.equal(refined.latents[0][:, 1:], plain.latents[0][:, 1:])
+    # the decoder got a latent fitted to the image: frame 0 decodes closer to it
+    assert not torch.equal(refined.latents[0][:, 0], plain.latents[0][:, 0])
+    assert refined.given_psnr > plain.given_psnr
+    assert np.array_equal(refined.frames[0], image)
+    longer = pipe("a red ball", refine_steps=60, **kwargs)
+    assert longer.given_psnr > refined.given_psnr
+
+
+def test_refine_steps_default_to_an_image_at_a_windows_start():
+    def given(*flags: bool) -> np.ndarray:
+        return np.array(flags)
+
+    default = pipeline_module.DEFAULT_REFINE_STEPS
+    assert pipeline_module.refine_steps(None, given(True, False, False)) == default  # i2v
+    assert pipeline_module.refine_steps(None, given(True, True, False)) == 0  # extend's context
+    assert pipeline_module.refine_steps(None, given(False, True, True)) == 0  # extend-backward
+    assert pipeline_module.refine_steps(None, given(True, False, True)) == 0  # first and last
+    assert pipeline_module.refine_steps(7, given(True, True, False)) == 7  # asked for: everywhere
+    assert pipeline_module.refine_steps(0, given(True, False, False)) == 0
 
 
 def test_i2v_with_a_last_image(pipe):
@@ -317,6 +346,8 @@ def test_bad_inputs_raise_clear_errors(pipe, tmp_path):
         pipe("a red ball", seed=1, generator=torch.Generator())
     with pytest.raises(ValueError, match="prompt must be a non-empty string"):
         pipe("  ")
+    with pytest.raises(ValueError, match="refine_steps must be None or an int >= 0, got -1"):
+        pipe("a red ball", mode="i2v", image=frames(1)[0], refine_steps=-1)
 
 
 def test_text_encoder_must_match_the_model(model_dir):
@@ -378,6 +409,9 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
     )
     assert code == 0, err
     assert json.loads(out.with_suffix(".json").read_text())["blend_seams"] is False
+    code, _, err = run_cli(capsys, *argv, "--image", str(image), "--refine-steps", "0")
+    assert code == 0, err
+    assert json.loads(out.with_suffix(".json").read_text())["refine_steps"] == 0
     code, _, err = run_cli(
         capsys, "generate", "x", "-o", str(out), "--model", str(model_dir), "--width", "20"
     )
@@ -452,6 +486,8 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
         rows["t2v"]["seam_ratio_mean"] is None and rows["t2v"]["unblended_seam_ratio_mean"] is None
     )
     assert rows["connect"]["unblended_seam_ratio_mean"] > 0
+    assert rows["i2v"]["unrefined_given_psnr"] < rows["i2v"]["given_psnr"]
+    assert rows["connect"]["unrefined_given_psnr"] is None  # its default refines nothing
     assert report["long"]["unblended_seam_ratio_max"] > 0
     assert [row["strength"] for row in report["edit"]] == [0.5, 1.0]
     assert report["long"]["frames"] == 24 and report["long"]["windows"] == 5
@@ -461,4 +497,5 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
     code, stdout, err = run_cli(capsys, *argv, "--steps", "1", "--long-seconds", "2")
     assert code == 0, err
     assert "extend-forward" in stdout and "edit strength" in stdout
+    assert "i2v given PSNR without latent refinement" in stdout
     assert json.loads(out.read_text())["long"]["frames"] == 16

@@ -90,3 +90,25 @@ def test_clips_of_unknown_origin_are_refused(tmp_path):
 def test_records_without_specs_are_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"1 manifest record\(s\) have no 'spec' field.*a\.mp4"):
         evaluate_manifest([{"path": "a.mp4"}], workers=1, progress=False)
+
+
+def test_first_frame_passes_each_scene_s_first_frame_and_is_recorded(tmp_path):
+    specs = {e["prompt"]: SceneSpec.from_dict(e["spec"]) for e in ENTRIES[:3]}
+    images = []
+
+    def continue_from(text, width, height, frames, fps, seed, image):
+        rendered = render_scene(specs[text])
+        assert image.shape == (height, width, 3) and image.dtype == np.uint8
+        images.append(np.array_equal(image, rendered[0]))
+        return rendered
+
+    manifest = generate_suite(
+        continue_from, ENTRIES[:3], tmp_path / "i2v", progress=False, first_frame=True
+    )
+    assert images == [True, True, True]
+    report = evaluate_manifest(read_manifest(manifest), workers=1, progress=False)
+    assert report["overall"] >= 0.95
+    # an i2v folder is not a t2v folder
+    generate, _ = oracle(ENTRIES)
+    with pytest.raises(ValueError, match="first_frame: True there, '\\(unset\\)' now"):
+        generate_suite(generate, ENTRIES[:3], tmp_path / "i2v", progress=False)

@@ -262,6 +262,12 @@ def _add_bench(commands) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N suite prompts")
     p.add_argument("--out", default=None, help="folder for generated clips (outputs/bench-SUITE)")
     p.add_argument("--text", choices=["prompt", "caption"], default="prompt", help="text to use")
+    p.add_argument(
+        "--mode",
+        choices=["t2v", "i2v"],
+        default="t2v",
+        help="i2v: each clip starts from its scene's first frame, rendered (default: t2v)",
+    )
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
     _add_solver(p)
@@ -322,14 +328,17 @@ def _generate_suite(args: argparse.Namespace) -> Path:
     }
     defaults = dataclasses.asdict(pipe.index.defaults)
     defaults.update({k: v for k, v in overrides.items() if v is not None})
+    first_frame = args.mode == "i2v"
     settings = {
         "suite": args.suite,
         "files": pipe.index.files,
         "text_encoder": [pipe.index.text_encoder, pipe.index.text_max_length],
         "sampling": defaults,
     }
-    out = args.out or f"outputs/bench-{args.suite}"
-    return generate_suite(generate, entries, out, text=args.text, settings=settings)
+    out = args.out or f"outputs/bench-{args.suite}" + ("-i2v" if first_frame else "")
+    return generate_suite(
+        generate, entries, out, text=args.text, settings=settings, first_frame=first_frame
+    )
 
 
 def format_report(report: dict) -> str:
@@ -399,6 +408,13 @@ def _add_generate(commands) -> None:
         help="correct generated frames towards the given frames they join (default: on)",
     )
     p.add_argument(
+        "--refine-steps",
+        type=int,
+        default=None,
+        help="decoder steps fitting given latents to the given frames (default: 20 for an image "
+        "at a window's start, as in i2v; 0 elsewhere)",
+    )
+    p.add_argument(
         "--expand",
         choices=["world", "llm"],
         default=None,
@@ -443,6 +459,7 @@ def run_generate(args: argparse.Namespace) -> int:
             expand_prompt=False if args.expand is None else load_expander(args.expand),
             image_first=args.image_first,
             blend_seams=args.blend_seams,
+            refine_steps=args.refine_steps,
             **inputs,
         )
     finally:

@@ -25,6 +25,10 @@ Stable API (the studio and the CLI call exactly this)::
                                        # (None: the model's default)
         blend_seams=True,              # generated frames corrected towards the given frames
                                        # around them (kinema.modes.blend_seams)
+        refine_steps=None,             # decoder steps fitting given latents to the given frames
+                                       # (kinema.compression.refine); None: 20 where a window is
+                                       # given one image at its start (i2v, long from an
+                                       # image), else 0
     )
     out.frames   # (T, H, W, 3) uint8 (None for output_type="latent")
     out.fps, out.seed, out.mode
@@ -45,9 +49,11 @@ How: text is encoded once (prompt and negative prompt); :func:`kinema.modes.buil
 turns the mode and its inputs into windows over a timeline of frames; each window is encoded
 (given frames), sampled by :func:`kinema.diffusion.generate_latents` with a per-latent-frame
 condition mask (given latents clean at t = 0, kept through sampling) or an SDEdit start, and
-decoded in latent chunks; generated frames are blended into the given frames around them
-(:func:`kinema.modes.blend_seams`). Windows are decoded and written back one at a time, so memory is
-bounded by one window, whatever the length (the uint8 output frames are held).
+decoded in latent chunks; a given image's latent is first fitted to the image through the
+decoder (:func:`refine_steps`; the transformer still sees the encoder's latent, as in training);
+generated frames are blended into the given frames around them (:func:`kinema.modes.blend_seams`).
+Windows are decoded and written back one at a time, so memory is bounded by one window, whatever
+the length (the uint8 output frames are held).
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ import torch
 from torch import Tensor
 
 from kinema.compression.pixels import to_frames, to_video_tensor
+from kinema.compression.refine import refine_latents
 from kinema.compression.vae import CausalVAE
 from kinema.diffusion import generate_latents
 from kinema.flow import token_shift
@@ -101,12 +108,14 @@ from kinema.video import (
 
 __all__ = [
     "DEFAULT_CONTEXT_LATENTS",
+    "DEFAULT_REFINE_STEPS",
     "OutputType",
     "Pipeline",
     "PipelineOutput",
     "Settings",
     "StepInfo",
     "check_size",
+    "refine_steps",
     "resolve_seed",
     "save_output",
     "to_frames",
@@ -114,6 +123,7 @@ __all__ = [
 ]
 
 DEFAULT_CONTEXT_LATENTS = 2  # latent frames of context a chained window is given
+DEFAULT_REFINE_STEPS = 20  # decoder steps fitting a given image's latent to the image
 ENCODE_CHUNK_LATENTS = 8  # VAE time chunks (latent frames) when encoding and decoding
 MAX_SEED = 2**32 - 1  # the studio accepts the same range
 
@@ -160,6 +170,7 @@ class Settings:
     original_prompt: str | None = None  # the user's prompt when `prompt` is its expansion
     image_first: bool = False  # t2v, long, loop: frame 0 as an image first, then the clip from it
     blend_seams: bool = True  # generated frames corrected towards the given frames around them
+    refine_steps: int | None = None  # given latents fitted to the given frames (None: auto)
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
@@ -273,6 +284,17 @@ def load_video(value: VideoInput, width: int, height: int, fps: float, name: str
             f"{name} must be a (T, H, W, 3) uint8 array or a path, got {video.dtype} {video.shape}"
         )
     return resize_and_crop(video, height, width)
+
+
+def refine_steps(requested: int | None, given: np.ndarray) -> int:
+    """Decoder steps fitting a window's given latents (``given`` (t,) bool) to its given frames.
+    ``None`` is the default: DEFAULT_REFINE_STEPS where the window is given one image at its start
+    (the first latent frame alone), where a step decodes one frame, else 0: refining later latent
+    frames decodes the window up to them at every step (pass a number to refine those too)."""
+    if requested is not None:
+        return requested
+    image_at_start = bool(given[0]) and not given[1:].any()
+    return DEFAULT_REFINE_STEPS if image_at_start else 0
 
 
 def steps_to_run(steps: int, shift: float, strength: float | None) -> int:
@@ -426,6 +448,7 @@ class Pipeline:
         expand_prompt: bool | Expander = False,
         image_first: bool | None = None,
         blend_seams: bool = True,
+        refine_steps: int | None = None,
     ) -> PipelineOutput:
         """Generate a video (see the module docstring for every argument)."""
         start = time.perf_counter()
@@ -466,6 +489,7 @@ class Pipeline:
             original_prompt=original_prompt,
             image_first=d.image_first if image_first is None else bool(image_first),
             blend_seams=bool(blend_seams),
+            refine_steps=refine_steps,
         )
         self._check_settings(settings)
         # 2. inputs, and the mode's timeline and windows
@@ -500,6 +524,9 @@ class Pipeline:
         steps = s.num_inference_steps
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"num_inference_steps must be an int >= 1, got {steps!r}")
+        refine = s.refine_steps
+        if refine is not None and (not isinstance(refine, int) or refine < 0):
+            raise ValueError(f"refine_steps must be None or an int >= 0, got {refine!r}")
 
     def _read_inputs(
         self,
@@ -590,6 +617,22 @@ class Pipeline:
         z = self.encode_video(frames[:stop])  # (C, t', h, w)
         return torch.nn.functional.pad(z, (0, 0, 0, 0, 0, latent_frames - z.shape[1]))
 
+    def _refine_given(
+        self,
+        latents: Tensor,
+        frames: np.ndarray,
+        generate: np.ndarray,
+        given: np.ndarray,
+        steps: int,
+    ) -> Tensor:
+        """The given latent frames (``given`` (t,)) of a window's ``latents`` (C, t, h, w) fitted
+        by ``steps`` decoder steps to the window's given ``frames`` (F, H, W, 3)
+        (:func:`kinema.compression.refine.refine_latents`); other latent frames unchanged."""
+        stop = int(np.flatnonzero(~generate)[-1]) + 1
+        video = to_video_tensor(frames[:stop]).to(self.device)  # (1, 3, stop, H, W)
+        kept, movable = torch.from_numpy(~generate[:stop]), torch.from_numpy(given.copy())
+        return refine_latents(self.vae, latents[None], video, kept, movable, steps)[0]
+
     def _latent_shape(self, run: _Run, window: Window) -> tuple[int, int, int, int]:
         cfg = self.vae.config
         return cfg.latent_shape(window.num_frames, run.settings.height, run.settings.width)
@@ -617,10 +660,13 @@ class Pipeline:
             )
         encode_start = time.perf_counter()
         given = given_latent_frames(window.generate, self.vae.config.time_compression)  # (t,)
-        given_latents = x_init = None
+        given_latents = refined = x_init = None
         if given.any():
             frames = fill_unknown(timeline[window.frame_ids], ~window.generate)  # (F, H, W, 3)
             given_latents = self._encode_given(frames, window.generate, shape[1])
+            steps = refine_steps(run.settings.refine_steps, given)
+            if steps:
+                refined = self._refine_given(given_latents, frames, window.generate, given, steps)
         if window.init_frames is not None:
             x_init = self.encode_video(window.init_frames)  # (C, t, h, w)
         timings["encode"] += time.perf_counter() - encode_start
@@ -650,6 +696,9 @@ class Pipeline:
             callback=on_step,
         )
         timings["sampling"] += time.perf_counter() - sample_start
+        if refined is not None:  # the transformer saw the encoder's latents; the decoder gets these
+            kept = torch.from_numpy(given).to(z.device)
+            z[:, kept] = refined[:, kept].to(z)
         return z, given
 
 

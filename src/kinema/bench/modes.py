@@ -17,6 +17,9 @@ length and fps), with their short prompts. Per mode it reports:
   second time with ``blend_seams=False`` (same seeds; `long` only at its full length), so the
   row also gives the seams without the pipeline's seam blending (`unblended_seam_ratio_*`),
   side by side;
+- for `i2v`, whose given image's latent the pipeline fits to the image through the decoder by
+  default (``refine_steps``), the given PSNR of the same runs without that
+  (`unrefined_given_psnr`), side by side;
 - for `edit` at several strengths, PSNR and SSIM of the result against the source (how much is
   kept);
 - for `long`, the peak resident memory of two lengths (Linux), to show memory is bounded by a
@@ -62,6 +65,7 @@ __all__ = [
 # edit and long have rows of their own
 MODES = (Mode.T2V, Mode.T2I, Mode.I2V, Mode.EXTEND_FORWARD, Mode.EXTEND_BACKWARD, Mode.CONNECT)
 MODES += (Mode.LOOP,)
+REFINED_MODES = (Mode.I2V,)  # its given image is refined by default: also run unrefined
 EDIT_STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
 MIN_CHANGE = 1e-3  # floor of the median frame change (mean |diff| in [0, 1] units)
 NOT_QUALITY = (
@@ -224,7 +228,13 @@ def bench_modes(pipe: Pipeline, config: BenchConfig) -> list[dict[str, Any]]:
             raw = [
                 _run(pipe, mode, config, i, clips, blend_seams=False) for i in range(config.clips)
             ]
-        rows.append(_with_unblended(row, raw))
+        unrefined = []
+        if mode in REFINED_MODES:
+            unrefined = [
+                _run(pipe, mode, config, i, clips, refine_steps=0) for i in range(config.clips)
+            ]
+        given = [out.given_psnr for out, _ in unrefined if out.given_psnr is not None]
+        rows.append({**_with_unblended(row, raw), "unrefined_given_psnr": _mean(given)})
     return rows
 
 
@@ -247,6 +257,7 @@ def _run(
     i: int,
     clips: list[tuple[np.ndarray, str]],
     blend_seams: bool = True,
+    refine_steps: int | None = None,
 ) -> tuple[PipelineOutput, float]:
     frames, prompt = clips[i]
     inputs: dict[str, Any] = {
@@ -262,6 +273,7 @@ def _run(
         num_inference_steps=config.steps,
         seed=config.seed + i,
         blend_seams=blend_seams,
+        refine_steps=refine_steps,
         **inputs,
     )
 
@@ -364,6 +376,12 @@ def format_table(report: dict[str, Any]) -> str:
             f"{_fmt(row['unblended_seam_ratio_mean'], '.2f'):>10}{row['seconds']:>8.2f}"
         )
     lines.append("unblended: seam mean of the same runs with blend_seams=False")
+    for row in report["modes"]:
+        if row["unrefined_given_psnr"] is not None:
+            lines.append(
+                f"{row['mode']} given PSNR without latent refinement (refine_steps=0): "
+                f"{row['unrefined_given_psnr']:.2f} dB"
+            )
     lines.append(f"VAE alone (encode -> decode of the input clips): {report['vae_psnr']:.2f} dB")
     lines.append("")
     lines.append(f"{'edit strength':<16}{'PSNR':>8}{'SSIM':>8}{'s/run':>8}")

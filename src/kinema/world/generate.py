@@ -1,7 +1,9 @@
 """Generate a WorldBench prompt suite with a text-to-video model, for scoring.
 
 Each suite entry names its prompt, size, frame count, frame rate and seed; the model makes one
-clip per entry, written as mp4 next to a manifest whose records carry the entry's spec, so
+clip per entry (with ``first_frame=True``, image to video: from the entry's scene's first frame,
+rendered, so the score says whether the motion, bounces, camera and occlusion that follow it
+match the prompt), written as mp4 next to a manifest whose records carry the entry's spec, so
 `kinema.world.evaluate.evaluate_manifest` scores the clips exactly like rendered ones. A clip
 already on disk is kept, so an interrupted run continues where it stopped; the folder records the
 settings its clips were made with (`settings.json`) and refuses to continue under other settings,
@@ -10,6 +12,7 @@ so clips of one model are never scored as another's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -22,11 +25,14 @@ from tqdm import tqdm
 from kinema.atomic import atomic_write_text
 from kinema.video import write_video
 from kinema.world.dataset import MANIFEST
+from kinema.world.render import render_scene
+from kinema.world.spec import SceneSpec
 
 TextField = Literal["prompt", "caption"]
 
-# what a generator gets for one entry: text, width, height, frames, fps, seed -> (T, H, W, 3) uint8
-ClipGenerator = Callable[[str, int, int, int, float, int], np.ndarray]
+# what a generator gets for one entry: text, width, height, frames, fps, seed -> (T, H, W, 3)
+# uint8; with first_frame, also image=(H, W, 3) uint8, the frame the clip must start from
+ClipGenerator = Callable[..., np.ndarray]
 
 SETTINGS = "settings.json"
 
@@ -38,13 +44,23 @@ def pipeline_generator(
     image_first: bool | None = None,
     solver: str | None = None,
 ) -> ClipGenerator:
-    """A ClipGenerator over a `kinema.pipeline.Pipeline` (text to video); None: the model's
-    default. `solver` is a `kinema.sampling.Solver` value."""
+    """A ClipGenerator over a `kinema.pipeline.Pipeline`: text to video, or image to video when
+    given an image; None: the model's default (for the mode). `solver` is a
+    `kinema.sampling.Solver` value."""
 
-    def generate(text: str, width: int, height: int, frames: int, fps: float, seed: int):
+    def generate(
+        text: str,
+        width: int,
+        height: int,
+        frames: int,
+        fps: float,
+        seed: int,
+        image: np.ndarray | None = None,
+    ):
         out = pipe(
             text,
-            mode="t2v",
+            mode="t2v" if image is None else "i2v",
+            image=image,
             width=width,
             height=height,
             num_frames=frames,
@@ -67,21 +83,28 @@ def generate_suite(
     text: TextField = "prompt",
     progress: bool = True,
     settings: dict[str, Any] | None = None,
+    first_frame: bool = False,
 ) -> Path:
     """Make one clip per suite entry in `out_dir` and write its manifest; returns the manifest.
 
     `settings` (JSON-serializable: model, sampler, ...) describe what makes the clips; they are
-    stored in the folder, and a folder holding clips made under other settings is refused."""
+    stored in the folder, and a folder holding clips made under other settings is refused.
+    `first_frame`: pass each entry's scene's first frame, rendered, as ``image=`` (image to
+    video)."""
     if text not in ("prompt", "caption"):
         raise ValueError(f"text must be 'prompt' or 'caption', got {text!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _claim_folder(out, {**(settings or {}), "text": text})
+    claim = {**(settings or {}), "text": text}
+    if first_frame:  # recorded only when set, so folders made before stay valid
+        claim["first_frame"] = True
+    _claim_folder(out, claim)
     records = []
     for entry in tqdm(entries, desc="generating suite", unit="clip", disable=not progress):
         name = f"{entry['id']}.mp4"
         path = out / name
         if not path.is_file():
+            image = {"image": scene_first_frame(entry)} if first_frame else {}
             frames = generate(
                 entry[text],
                 int(entry["width"]),
@@ -89,10 +112,17 @@ def generate_suite(
                 int(entry["frames"]),
                 float(entry["fps"]),
                 int(entry["seed"]),
+                **image,
             )
             write_video(path, frames, fps=float(entry["fps"]))
         records.append({**entry, "path": name})
     return atomic_write_text(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def scene_first_frame(entry: dict[str, Any]) -> np.ndarray:
+    """The first frame (H, W, 3) uint8 of a suite entry's scene, as the world renders it."""
+    spec = SceneSpec.from_dict(entry["spec"])
+    return render_scene(dataclasses.replace(spec, num_frames=1))[0]
 
 
 def _claim_folder(out: Path, settings: dict[str, Any]) -> None:
