@@ -1,4 +1,4 @@
-"""Fit latents to frames through the decoder: the encoder's answer, made exact where it matters.
+"""Fit latents to frames through the decoder: the encoder's answer, made closer where it matters.
 
 The encoder is amortized: one forward pass predicts a latent for any clip, and on a given clip
 that latent is not the one the decoder turns back into the clip most faithfully. Where frames are
@@ -8,7 +8,7 @@ few Adam steps on the decoder's pixel error over the given frames. On Kinema's w
 steps lift a first frame's PSNR by about 2.5 dB and twenty by about 3 dB.
 
     z = vae.encode(video)                                       # (B, C, t, h, w), normalized
-    z = refine_latents(vae, z, video, frame_mask, latent_mask)  # the same shape, closer fit
+    z = refine_latents(vae, z, video, frame_mask, latent_mask, steps=20)  # same shape, closer
 
 Only the latent frames in ``latent_mask`` move; the loss covers the frames in ``frame_mask``.
 The decoder is causal, so only the latent frames up to the last one that moves are decoded.
