@@ -198,17 +198,21 @@ def test_i2v_refines_the_image_latent_for_the_decoder_only(pipe):
     assert longer.given_psnr > refined.given_psnr
 
 
-def test_refine_steps_default_to_an_image_at_a_windows_start():
+def test_refine_steps_default_to_an_image_at_a_windows_start(pipe):
     def given(*flags: bool) -> np.ndarray:
         return np.array(flags)
 
-    default = pipeline_module.DEFAULT_REFINE_STEPS
-    assert pipeline_module.refine_steps(None, given(True, False, False)) == default  # i2v
-    assert pipeline_module.refine_steps(None, given(True, True, False)) == 0  # extend's context
-    assert pipeline_module.refine_steps(None, given(False, True, True)) == 0  # extend-backward
-    assert pipeline_module.refine_steps(None, given(True, False, True)) == 0  # first and last
-    assert pipeline_module.refine_steps(7, given(True, True, False)) == 7  # asked for: everywhere
-    assert pipeline_module.refine_steps(0, given(True, False, False)) == 0
+    steps = pipeline_module.default_refine_steps
+    assert steps(given(True, False, False)) == pipeline_module.DEFAULT_REFINE_STEPS  # i2v
+    assert steps(given(True, True, False)) == 0  # extend's context
+    assert steps(given(False, True, True)) == 0  # extend-backward
+    assert steps(given(True, False, True)) == 0  # first and last
+    # asked for: every window's given latents, here extend-forward's two context latents
+    video = frames(10, seed=3)
+    kwargs = {"mode": "extend-forward", "video": video, "seed": 0, "num_frames": 4}
+    plain, asked = pipe("a red ball", **kwargs), pipe("a red ball", refine_steps=5, **kwargs)
+    assert torch.equal(plain.latents[0][:, 2:], asked.latents[0][:, 2:])
+    assert not torch.equal(plain.latents[0][:, :2], asked.latents[0][:, :2])
 
 
 def test_i2v_with_a_last_image(pipe):

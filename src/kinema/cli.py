@@ -411,8 +411,8 @@ def _add_generate(commands) -> None:
         "--refine-steps",
         type=int,
         default=None,
-        help="decoder steps fitting given latents to the given frames (default: 20 for an image "
-        "at a window's start, as in i2v; 0 elsewhere)",
+        help="decoder steps fitting given latents to the given frames (default: 20 where a window "
+        "is given one image at its start, as in i2v; 0 elsewhere)",
     )
     p.add_argument(
         "--expand",

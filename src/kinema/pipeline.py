@@ -27,8 +27,8 @@ Stable API (the studio and the CLI call exactly this)::
                                        # around them (kinema.modes.blend_seams)
         refine_steps=None,             # decoder steps fitting given latents to the given frames
                                        # (kinema.compression.refine); None: 20 where a window is
-                                       # given one image at its start (i2v, long from an
-                                       # image), else 0
+                                       # given one image at its start (i2v, long from an image,
+                                       # the clip after an image_first frame), else 0
     )
     out.frames   # (T, H, W, 3) uint8 (None for output_type="latent")
     out.fps, out.seed, out.mode
@@ -50,10 +50,10 @@ turns the mode and its inputs into windows over a timeline of frames; each windo
 (given frames), sampled by :func:`kinema.diffusion.generate_latents` with a per-latent-frame
 condition mask (given latents clean at t = 0, kept through sampling) or an SDEdit start, and
 decoded in latent chunks; a given image's latent is first fitted to the image through the
-decoder (:func:`refine_steps`; the transformer still sees the encoder's latent, as in training);
-generated frames are blended into the given frames around them (:func:`kinema.modes.blend_seams`).
-Windows are decoded and written back one at a time, so memory is bounded by one window, whatever
-the length (the uint8 output frames are held).
+decoder (:func:`default_refine_steps`; the transformer still sees the encoder's latent, as in
+training); generated frames are blended into the given frames around them
+(:func:`kinema.modes.blend_seams`). Windows are decoded and written back one at a time, so memory
+is bounded by one window, whatever the length (the uint8 output frames are held).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ __all__ = [
     "Settings",
     "StepInfo",
     "check_size",
-    "refine_steps",
+    "default_refine_steps",
     "resolve_seed",
     "save_output",
     "to_frames",
@@ -286,13 +286,11 @@ def load_video(value: VideoInput, width: int, height: int, fps: float, name: str
     return resize_and_crop(video, height, width)
 
 
-def refine_steps(requested: int | None, given: np.ndarray) -> int:
-    """Decoder steps fitting a window's given latents (``given`` (t,) bool) to its given frames.
-    ``None`` is the default: DEFAULT_REFINE_STEPS where the window is given one image at its start
-    (the first latent frame alone), where a step decodes one frame, else 0: refining later latent
-    frames decodes the window up to them at every step (pass a number to refine those too)."""
-    if requested is not None:
-        return requested
+def default_refine_steps(given: np.ndarray) -> int:
+    """Decoder steps fitting a window's given latents (``given`` (t,) bool) to its given frames
+    when the caller leaves ``refine_steps`` out: DEFAULT_REFINE_STEPS where the window is given
+    one image at its start (the first latent frame alone; a step decodes one frame), else 0:
+    refining later latent frames decodes the window up to them at every step."""
     image_at_start = bool(given[0]) and not given[1:].any()
     return DEFAULT_REFINE_STEPS if image_at_start else 0
 
@@ -664,7 +662,8 @@ class Pipeline:
         if given.any():
             frames = fill_unknown(timeline[window.frame_ids], ~window.generate)  # (F, H, W, 3)
             given_latents = self._encode_given(frames, window.generate, shape[1])
-            steps = refine_steps(run.settings.refine_steps, given)
+            steps = run.settings.refine_steps
+            steps = default_refine_steps(given) if steps is None else steps
             if steps:
                 refined = self._refine_given(given_latents, frames, window.generate, given, steps)
         if window.init_frames is not None:

@@ -17,8 +17,8 @@ length and fps), with their short prompts. Per mode it reports:
   second time with ``blend_seams=False`` (same seeds; `long` only at its full length), so the
   row also gives the seams without the pipeline's seam blending (`unblended_seam_ratio_*`),
   side by side;
-- for `i2v`, whose given image's latent the pipeline fits to the image through the decoder by
-  default (``refine_steps``), the given PSNR of the same runs without that
+- for modes whose given image's latent the pipeline fits to the image through the decoder by
+  default (i2v; ``refine_steps``), the given PSNR of the same runs without that
   (`unrefined_given_psnr`), side by side;
 - for `edit` at several strengths, PSNR and SSIM of the result against the source (how much is
   kept);
@@ -46,7 +46,7 @@ from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
 from kinema.hub import GenerationDefaults, ModelIndex, save_model
 from kinema.modes import Mode
-from kinema.pipeline import Pipeline, PipelineOutput, to_video_tensor
+from kinema.pipeline import Pipeline, PipelineOutput, default_refine_steps, to_video_tensor
 from kinema.transformer import DiT, get_preset
 from kinema.world.captions import short_prompt
 from kinema.world.render import render_scene
@@ -65,7 +65,6 @@ __all__ = [
 # edit and long have rows of their own
 MODES = (Mode.T2V, Mode.T2I, Mode.I2V, Mode.EXTEND_FORWARD, Mode.EXTEND_BACKWARD, Mode.CONNECT)
 MODES += (Mode.LOOP,)
-REFINED_MODES = (Mode.I2V,)  # its given image is refined by default: also run unrefined
 EDIT_STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
 MIN_CHANGE = 1e-3  # floor of the median frame change (mean |diff| in [0, 1] units)
 NOT_QUALITY = (
@@ -222,20 +221,26 @@ def bench_modes(pipe: Pipeline, config: BenchConfig) -> list[dict[str, Any]]:
     clips = world_clips(config.clips + 1, pipe, config.seed)
     rows = []
     for mode in MODES:
-        row = _mode_row(mode, [_run(pipe, mode, config, i, clips) for i in range(config.clips)])
+        outputs = [_run(pipe, mode, config, i, clips) for i in range(config.clips)]
+        row = _mode_row(mode, outputs)
         raw = []
         if row["seam_ratio_mean"] is not None:
             raw = [
                 _run(pipe, mode, config, i, clips, blend_seams=False) for i in range(config.clips)
             ]
         unrefined = []
-        if mode in REFINED_MODES:
+        if _refines_by_default(outputs[0][0]):
             unrefined = [
                 _run(pipe, mode, config, i, clips, refine_steps=0) for i in range(config.clips)
             ]
         given = [out.given_psnr for out, _ in unrefined if out.given_psnr is not None]
         rows.append({**_with_unblended(row, raw), "unrefined_given_psnr": _mean(given)})
     return rows
+
+
+def _refines_by_default(output: PipelineOutput) -> bool:
+    """Whether the pipeline fitted any of the run's given latents by default."""
+    return any(default_refine_steps(g.numpy()) for g in output.given_latents if g.any())
 
 
 def _with_unblended(
