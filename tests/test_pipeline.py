@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from kinema import pipeline as pipeline_module
-from kinema.bench.modes import BenchConfig, run_bench, seam_ratios
+from kinema.bench.modes import BenchConfig, flicker_ratio, run_bench, seam_ratios
 from kinema.cli import main
 from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
 from kinema.hub import GenerationDefaults, ModelIndex, ModelLimits, save_model
-from kinema.modes import Mode, blend_seams, build_mode_spec, fill_unknown
+from kinema.modes import Mode, Span, blend_seams, build_mode_spec, fill_unknown
 from kinema.pipeline import Pipeline, StepInfo, save_output
 from kinema.text import TextEmbedding
 from kinema.transformer import DiT, get_preset
@@ -463,6 +463,15 @@ def test_seam_ratio():
     assert seam_ratios(ramp, [0], wrap=True)[0] == pytest.approx(19.0)  # 190 back to 0
 
 
+def test_flicker_ratio():
+    values = np.concatenate([np.arange(0, 100, 10), 100 + np.arange(0, 150, 30)])  # 10 then 30
+    frames = np.repeat(values.astype(np.uint8), 2 * 2 * 3).reshape(-1, 2, 2, 3)
+    spans = [Span(0, 10, None), Span(10, 15, 0)]
+    assert flicker_ratio(frames, spans) == pytest.approx(3.0)  # the seam's 10 -> 100 not counted
+    assert flicker_ratio(frames, [Span(0, 1, None), Span(1, 15, 0)]) is None  # one input frame
+    assert flicker_ratio(frames, [Span(0, 15, 0)]) is None
+
+
 def test_bench_config_names_a_bad_flag():
     with pytest.raises(ValueError, match=r"clips \(--clips\) must be >= 1, got 0"):
         BenchConfig(clips=0)
@@ -490,6 +499,7 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
         rows["t2v"]["seam_ratio_mean"] is None and rows["t2v"]["unblended_seam_ratio_mean"] is None
     )
     assert rows["connect"]["unblended_seam_ratio_mean"] > 0
+    assert rows["connect"]["flicker_ratio"] > 0 and rows["t2v"]["flicker_ratio"] is None
     assert rows["i2v"]["unrefined_given_psnr"] < rows["i2v"]["given_psnr"]
     assert rows["connect"]["unrefined_given_psnr"] is None  # its default refines nothing
     assert report["long"]["unblended_seam_ratio_max"] > 0
@@ -500,6 +510,6 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
     argv = ["bench", "modes", "--model", str(model_dir), "--json", str(out), "--clips", "1"]
     code, stdout, err = run_cli(capsys, *argv, "--steps", "1", "--long-seconds", "2")
     assert code == 0, err
-    assert "extend-forward" in stdout and "edit strength" in stdout
+    assert "extend-forward" in stdout and "edit strength" in stdout and "flicker" in stdout
     assert "i2v given PSNR without latent refinement" in stdout
     assert json.loads(out.read_text())["long"]["frames"] == 16

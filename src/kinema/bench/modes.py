@@ -17,6 +17,10 @@ length and fps), with their short prompts. Per mode it reports:
   second time with ``blend_seams=False`` (same seeds; `long` only at its full length), so the
   row also gives the seams without the pipeline's seam blending (`unblended_seam_ratio_*`),
   side by side;
+- **flicker ratio**: the median frame-to-frame change inside generated spans divided by the
+  median inside input spans (seams excluded), for modes that have both (extend, connect): how
+  much more the made frames move than the given video: how much of a seam ratio is the
+  generated frames' own unsteadiness rather than a jump at the seam;
 - for modes whose given image's latent the pipeline fits to the image through the decoder by
   default (i2v; ``refine_steps``), the given PSNR of the same runs without that
   (`unrefined_given_psnr`), side by side;
@@ -45,7 +49,7 @@ from kinema.compression.losses import psnr, ssim
 from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
 from kinema.hub import GenerationDefaults, ModelIndex, save_model
-from kinema.modes import Mode
+from kinema.modes import Mode, Span
 from kinema.pipeline import Pipeline, PipelineOutput, default_refine_steps, to_video_tensor
 from kinema.transformer import DiT, get_preset
 from kinema.world.captions import short_prompt
@@ -54,6 +58,7 @@ from kinema.world.sampler import sample_scene
 
 __all__ = [
     "BenchConfig",
+    "flicker_ratio",
     "format_table",
     "frame_changes",
     "make_random_model",
@@ -119,6 +124,18 @@ def seam_ratios(frames: np.ndarray, seams: list[int], wrap: bool = False) -> lis
     changes = frame_changes(frames, wrap)
     median = max(float(np.median(changes)), MIN_CHANGE)
     return [float(changes[i - 1] if i > 0 else changes[-1]) / median for i in seams]
+
+
+def flicker_ratio(frames: np.ndarray, spans: list[Span]) -> float | None:
+    """Median frame change inside generated spans / median inside input spans, seams excluded
+    (the input's median floored at MIN_CHANGE); None without two frames of each kind."""
+    changes = frame_changes(frames)
+    inside: dict[bool, list[float]] = {True: [], False: []}
+    for span in spans:  # changes[i] is frame i -> i + 1, so a span holds start .. stop - 2
+        inside[span.window is not None] += changes[span.start : span.stop - 1].tolist()
+    if not inside[True] or not inside[False]:
+        return None
+    return float(np.median(inside[True])) / max(float(np.median(inside[False])), MIN_CHANGE)
 
 
 def _psnr_ssim(frames: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
@@ -203,6 +220,7 @@ def _mode_row(mode: Mode, outputs: list[tuple[PipelineOutput, float]]) -> dict[s
     """One row: means over the clips of given PSNR, seam ratios and seconds."""
     seams = _seam_ratios(outputs)
     given = [out.given_psnr for out, _ in outputs if out.given_psnr is not None]
+    flicker = [flicker_ratio(out.frames, out.spans) for out, _ in outputs]
     first = outputs[0][0]
     return {
         "mode": mode.value,
@@ -212,6 +230,7 @@ def _mode_row(mode: Mode, outputs: list[tuple[PipelineOutput, float]]) -> dict[s
         "given_psnr": _mean(given),
         "seam_ratio_mean": _mean(seams),
         "seam_ratio_max": max(seams) if seams else None,
+        "flicker_ratio": _mean([f for f in flicker if f is not None]),
         "seconds": _mean([s for _, s in outputs]),
     }
 
@@ -371,16 +390,18 @@ def format_table(report: dict[str, Any]) -> str:
     """The report as text tables."""
     lines = [
         f"{'mode':<16}{'frames':>7}{'windows':>8}{'given PSNR':>11}{'seam mean':>10}"
-        f"{'seam max':>9}{'unblended':>10}{'s/run':>8}"
+        f"{'seam max':>9}{'unblended':>10}{'flicker':>8}{'s/run':>8}"
     ]
     for row in [*report["modes"], report["long"]]:
         lines.append(
             f"{row['mode']:<16}{row['frames']:>7}{row['windows']:>8}"
             f"{_fmt(row['given_psnr'], '.2f'):>11}{_fmt(row['seam_ratio_mean'], '.2f'):>10}"
             f"{_fmt(row['seam_ratio_max'], '.2f'):>9}"
-            f"{_fmt(row['unblended_seam_ratio_mean'], '.2f'):>10}{row['seconds']:>8.2f}"
+            f"{_fmt(row['unblended_seam_ratio_mean'], '.2f'):>10}"
+            f"{_fmt(row['flicker_ratio'], '.2f'):>8}{row['seconds']:>8.2f}"
         )
     lines.append("unblended: seam mean of the same runs with blend_seams=False")
+    lines.append("flicker: median frame change inside generated spans / inside the input's")
     for row in report["modes"]:
         if row["unrefined_given_psnr"] is not None:
             lines.append(
