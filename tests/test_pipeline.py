@@ -464,12 +464,12 @@ def test_seam_ratio():
 
 
 def test_flicker_ratio():
-    values = np.concatenate([np.arange(0, 100, 10), 100 + np.arange(0, 150, 30)])  # 10 then 30
-    frames = np.repeat(values.astype(np.uint8), 2 * 2 * 3).reshape(-1, 2, 2, 3)
-    spans = [Span(0, 10, None), Span(10, 15, 0)]
-    assert flicker_ratio(frames, spans) == pytest.approx(3.0)  # the seam's 10 -> 100 not counted
-    assert flicker_ratio(frames, [Span(0, 1, None), Span(1, 15, 0)]) is None  # one input frame
-    assert flicker_ratio(frames, [Span(0, 15, 0)]) is None
+    values = [0, 10, 20, 30, 40, 100, 130]  # input steps 10, a seam of 60, generated steps 30
+    frames = np.repeat(np.array(values, np.uint8), 2 * 2 * 3).reshape(-1, 2, 2, 3)
+    spans = [Span(0, 5, None), Span(5, 7, 0)]
+    assert flicker_ratio(frames, spans) == pytest.approx(3.0)  # 4.5 if the seam counted
+    assert flicker_ratio(frames, [Span(0, 1, None), Span(1, 7, 0)]) is None  # one input frame
+    assert flicker_ratio(frames, [Span(0, 7, 0)]) is None
 
 
 def test_bench_config_names_a_bad_flag():

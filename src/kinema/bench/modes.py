@@ -18,9 +18,9 @@ length and fps), with their short prompts. Per mode it reports:
   row also gives the seams without the pipeline's seam blending (`unblended_seam_ratio_*`),
   side by side;
 - **flicker ratio**: the median frame-to-frame change inside generated spans divided by the
-  median inside input spans (seams excluded), for modes that have both (extend, connect): how
-  much more the made frames move than the given video: how much of a seam ratio is the
-  generated frames' own unsteadiness rather than a jump at the seam;
+  median inside input spans (seams excluded), for modes that have both (extend, connect). It
+  says how much more the made frames move than the given video, and so how much of a seam ratio
+  is the generated frames' own unsteadiness rather than a jump at the seam;
 - for modes whose given image's latent the pipeline fits to the image through the decoder by
   default (i2v; ``refine_steps``), the given PSNR of the same runs without that
   (`unrefined_given_psnr`), side by side;
@@ -217,7 +217,7 @@ def _seam_ratios(outputs: list[tuple[PipelineOutput, float]]) -> list[float]:
 
 
 def _mode_row(mode: Mode, outputs: list[tuple[PipelineOutput, float]]) -> dict[str, Any]:
-    """One row: means over the clips of given PSNR, seam ratios and seconds."""
+    """One row: means over the clips of given PSNR, seam ratios, flicker ratio and seconds."""
     seams = _seam_ratios(outputs)
     given = [out.given_psnr for out, _ in outputs if out.given_psnr is not None]
     flicker = [flicker_ratio(out.frames, out.spans) for out, _ in outputs]
