@@ -71,13 +71,14 @@ def test_blend_seams_carries_the_residual_of_given_frames_into_generated_ones():
     # a run no longer than the fade: linear interpolation between the two residuals
     both = blend_seams(decoded, given, generate, fade=4)
     assert both[:, 0, 0, 0].tolist() == [100, 104, 98, 92, 86, 100]  # given frames as decoded
-    # a longer run: each side's residual fades out within `fade` frames
+    # a longer run: the frame next to a given one takes all of its residual, which fades
+    # out over the next `fade` frames
     short = blend_seams(decoded, given, generate, fade=2)
-    assert short[:, 0, 0, 0].tolist() == [100, 107, 103, 93, 87, 100]
+    assert short[:, 0, 0, 0].tolist() == [100, 110, 105, 90, 80, 100]
     forward = blend_seams(decoded, given, np.array([False] + [True] * 5), fade=2)
-    assert forward[1:, 0, 0, 0].tolist() == [107, 103, 100, 100, 100]
+    assert forward[1:, 0, 0, 0].tolist() == [110, 105, 100, 100, 100]
     backward = blend_seams(decoded, given, np.array([True] * 5 + [False]), fade=2)
-    assert backward[:5, 0, 0, 0].tolist() == [100, 100, 100, 93, 87]
+    assert backward[:5, 0, 0, 0].tolist() == [100, 100, 100, 90, 80]
     # nothing given or nothing generated: unchanged
     assert (blend_seams(decoded, given, np.ones(6, bool), fade=2) == decoded).all()
     assert (blend_seams(decoded, given, np.zeros(6, bool), fade=2) == decoded).all()
@@ -95,10 +96,10 @@ def test_blend_seams_uses_the_nearest_given_frame_per_pixel():
     given[4] = 80  # -20 on the other side
     generate = np.array([False, False, True, True, False])
     out = blend_seams(decoded, given, generate, fade=4)
-    # frame 2: weights 0.8 (frame 1) and 0.6 (frame 4), scaled to add up to 1
-    assert out[2, 0, 0, 0] == round(100 + (0.8 * 30 - 0.6 * 20) / 1.4)
-    assert out[2, 1, 1, 0] == round(100 + (0.8 * -10 - 0.6 * 20) / 1.4)
-    assert out[2, 0, 1, 0] == round(100 + (0.8 * 0 - 0.6 * 20) / 1.4)
+    # frame 2: weights 1 (frame 1) and 0.75 (frame 4), scaled to add up to 1
+    assert out[2, 0, 0, 0] == round(100 + (30 - 0.75 * 20) / 1.75)
+    assert out[2, 1, 1, 0] == round(100 + (-10 - 0.75 * 20) / 1.75)
+    assert out[2, 0, 1, 0] == round(100 + (0 - 0.75 * 20) / 1.75)
     bright = np.full_like(decoded, 250)
     target = bright.copy()
     target[0] = 255

@@ -19,7 +19,7 @@ from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
 from kinema.hub import GenerationDefaults, ModelIndex, ModelLimits, save_model
 from kinema.modes import Mode, Span, blend_seams, build_mode_spec, fill_unknown
-from kinema.pipeline import Pipeline, StepInfo, save_output
+from kinema.pipeline import Pipeline, StepInfo, resolve_guidance, save_output
 from kinema.text import TextEmbedding
 from kinema.transformer import DiT, get_preset
 from kinema.video import probe_video, read_video, write_video
@@ -149,6 +149,39 @@ def test_modes_given_frames_default_to_their_own_guidance(pipe, monkeypatch):
         1.5,
     ]
     assert GenerationDefaults(guidance_scale=7.0).guidance_for("i2v") == 7.0  # None: the same
+
+
+def test_windows_given_frames_to_continue_take_the_given_guidance(pipe, monkeypatch):
+    given = dataclasses.replace(pipe.index.defaults, given_guidance_scale=1.5)
+    monkeypatch.setattr(pipe, "index", dataclasses.replace(pipe.index, defaults=given))
+    used: list[float] = []
+    sample = pipeline_module.generate_latents
+
+    def recording(*args, **kwargs):
+        used.append(kwargs["guidance_scale"])
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "generate_latents", recording)
+    out = pipe("a red ball", mode="long", num_frames=25, seed=1)
+    assert len(out.latents) >= 3  # a text window, then chained ones given its frames
+    assert used == [2.0] + [1.5] * (len(out.latents) - 1)
+    assert (out.settings.guidance_scale, out.settings.given_guidance_scale) == (2.0, 1.5)
+    used.clear()
+    pipe("a red ball", mode="long", num_frames=25, seed=1, guidance_scale=3.0)  # sets every one
+    assert set(used) == {3.0}
+    used.clear()
+    pipe("a red ball", mode="long", num_frames=25, seed=1, given_guidance_scale=0.5)
+    assert used[0] == 2.0 and set(used[1:]) == {0.5}
+    used.clear()
+    pipe("a red ball", seed=1)  # text to video: one window from text alone
+    assert used == [2.0]
+    # the modes that join given frames take the given guidance everywhere; unset, it is the other
+    assert resolve_guidance(given, Mode.I2V, None, None) == {
+        "guidance_scale": 1.5,
+        "given_guidance_scale": 1.5,
+    }
+    plain = GenerationDefaults(guidance_scale=7.0)
+    assert resolve_guidance(plain, Mode.LONG, None, None)["given_guidance_scale"] == 7.0
 
 
 def test_the_stochastic_solver_is_reproducible_from_the_seed(pipe):

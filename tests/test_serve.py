@@ -413,6 +413,34 @@ def test_pipeline_generator_serves_a_tiny_model(tmp_path, clip) -> None:
     assert probe_video(extended.path).num_frames == 12 + 4
 
 
+def test_pipeline_generator_keeps_the_given_guidance_for_chained_windows(tmp_path, clip) -> None:
+    generator = tiny_pipeline_generator(tmp_path / "model")
+    pipe, calls = generator.pipe, []
+    defaults = dataclasses.replace(pipe.index.defaults, given_guidance_scale=1.5)
+    pipe.index = dataclasses.replace(pipe.index, defaults=defaults)
+
+    class Recording:
+        index = pipe.index
+
+        def __call__(self, *args, **kwargs):
+            calls.append(kwargs)
+            return pipe(*args, **kwargs)
+
+    generator.pipe = Recording()
+    request = GenerationRequest("a red ball", width=32, height=32, num_frames=9, steps=1)
+    generator(dataclasses.replace(request, mode=Mode.LONG, guidance=6.0), lambda done, total: None)
+    extend = dataclasses.replace(
+        request, mode=Mode.EXTEND_FORWARD, num_frames=4, guidance=6.0, video=clip
+    )
+    generator(extend, lambda done, total: None)
+    # long: the slider sets the text window, the chained windows keep the model's 1.5;
+    # a mode joining given frames: the slider sets every window
+    assert [(c["guidance_scale"], c["given_guidance_scale"]) for c in calls] == [
+        (6.0, 1.5),
+        (6.0, None),
+    ]
+
+
 def test_cli_serve_reports_a_missing_model(tmp_path, capsys) -> None:
     assert main(["serve", "--model", str(tmp_path / "nope"), "--port", "0"]) == 2
     assert "not a Kinema model folder" in capsys.readouterr().err

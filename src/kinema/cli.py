@@ -390,6 +390,13 @@ def _add_generate(commands) -> None:
     p.add_argument("--frames", type=int, default=None, help="frames the mode makes (per mode)")
     p.add_argument("--fps", type=float, default=None, help="default: the model's")
     p.add_argument("--guidance", type=float, default=None, help="default: the model's")
+    p.add_argument(
+        "--given-guidance",
+        type=float,
+        default=None,
+        help="guidance of windows that continue frames (long's chained windows); default: "
+        "--guidance when given, else the model's",
+    )
     _add_solver(p)
     p.add_argument("--seed", type=int, default=-1, help="-1: random (printed)")
     p.add_argument("--context-latents", type=int, default=2, help="context of extend/long/loop")
@@ -452,6 +459,7 @@ def run_generate(args: argparse.Namespace) -> int:
             fps=args.fps,
             num_inference_steps=args.steps,
             guidance_scale=args.guidance,
+            given_guidance_scale=args.given_guidance,
             solver=args.solver,
             seed=seed,
             context_latents=args.context_latents,

@@ -283,9 +283,11 @@ def blend_seams(
     ``decoded`` (F, H, W, 3) uint8 is the whole window as decoded, ``given`` (F, H, W, 3) uint8
     holds the given frames at the slots where ``generate`` (F,) is False (other slots are not
     read). The given frame on each side of a generated frame ``i`` lends it its residual
-    ``given - decoded`` with weight ``1 - d / (fade + 1)`` at distance ``d`` (none from
-    ``fade + 1`` frames on), so a residual fades out within ``fade`` frames and the input's
-    edges do not linger as ghosts where things have moved. Where the two sides' weights add up
+    ``given - decoded`` with weight ``1 - (d - 1) / fade`` at distance ``d``: all of it to the
+    frame next to it, so the step across the seam is the decoder's own step from the given
+    frame to the generated one, and none from ``fade + 1`` frames on, so a residual fades out
+    over the ``fade`` frames after that one and the input's edges do not linger as ghosts where
+    things have moved. Where the two sides' weights add up
     to more than 1 (a run shorter than ``fade``) they are scaled to add up to 1: a linear
     interpolation between the two residuals. Given frames (and a window without any) come back
     as decoded."""
@@ -312,7 +314,7 @@ def blend_seams(
         k = int(np.searchsorted(known, i))
         sides = [int(known[k - 1])] if k > 0 else []
         sides += [int(known[k])] if k < len(known) else []
-        weights = {s: 1 - abs(i - s) / (fade + 1) for s in sides}
+        weights = {s: 1 - (abs(i - s) - 1) / fade for s in sides}
         weights = {s: w for s, w in weights.items() if w > 0}
         if not weights:
             continue

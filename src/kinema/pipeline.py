@@ -14,7 +14,11 @@ Stable API (the studio and the CLI call exactly this)::
         video=None, video2=None,       # extend-*, edit: video; connect: video -> video2
         strength=None,                 # edit: SDEdit strength in (0, 1] (default 0.6)
         width=None, height=None, num_frames=None, fps=None,
-        num_inference_steps=None, guidance_scale=None,
+        num_inference_steps=None,
+        guidance_scale=None,           # None: the model's default for the mode
+        given_guidance_scale=None,     # windows that continue frames (long's chained windows,
+                                       # an image_first clip); None: guidance_scale when that is
+                                       # given, else the model's given_guidance_scale
         solver=None,                   # "euler", "heun" or "stochastic" (None: the model's default)
         seed=None,                     # None or -1: a random seed (returned in out.seed)
         generator=None,                # or a torch.Generator (exclusive with seed)
@@ -78,7 +82,7 @@ from kinema.compression.refine import refine_latents
 from kinema.compression.vae import CausalVAE
 from kinema.diffusion import generate_latents
 from kinema.flow import token_shift
-from kinema.hub import ModelIndex, load_model
+from kinema.hub import GenerationDefaults, ModelIndex, load_model
 from kinema.language.expand import Expander, load_expander
 from kinema.modes import (
     Mode,
@@ -116,6 +120,7 @@ __all__ = [
     "StepInfo",
     "check_size",
     "default_refine_steps",
+    "resolve_guidance",
     "resolve_seed",
     "save_output",
     "to_frames",
@@ -159,7 +164,8 @@ class Settings:
     num_frames: int  # frames the mode makes (see the module docstring)
     fps: float
     num_inference_steps: int
-    guidance_scale: float
+    guidance_scale: float  # windows made from text alone
+    given_guidance_scale: float  # windows given frames to continue (see resolve_guidance)
     shift: float | None  # None: the token-count shift of training
     solver: Solver
     seed: int
@@ -284,6 +290,25 @@ def load_video(value: VideoInput, width: int, height: int, fps: float, name: str
             f"{name} must be a (T, H, W, 3) uint8 array or a path, got {video.dtype} {video.shape}"
         )
     return resize_and_crop(video, height, width)
+
+
+def resolve_guidance(
+    defaults: GenerationDefaults,
+    mode: Mode,
+    guidance_scale: float | None,
+    given_guidance_scale: float | None,
+) -> dict[str, float]:
+    """The guidance of a call's windows made from text alone and of those given frames to
+    continue. Left out, each is the model's: the mode's default (``given_guidance_scale`` for the
+    modes that join given frames) and ``given_guidance_scale``; so `long`'s first window follows
+    the prompt at the text-to-video guidance and its chained windows, which continue the frames
+    before them, get the gentler guidance of extend. A ``guidance_scale`` given alone sets both."""
+    guidance = defaults.guidance_for(mode) if guidance_scale is None else guidance_scale
+    if given_guidance_scale is None:
+        given_guidance_scale = guidance
+        if guidance_scale is None and defaults.given_guidance_scale is not None:
+            given_guidance_scale = defaults.given_guidance_scale
+    return {"guidance_scale": guidance, "given_guidance_scale": given_guidance_scale}
 
 
 def default_refine_steps(given: np.ndarray) -> int:
@@ -435,6 +460,7 @@ class Pipeline:
         fps: float | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        given_guidance_scale: float | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         shift: float | None = None,
@@ -474,9 +500,7 @@ class Pipeline:
             num_inference_steps=d.num_inference_steps
             if num_inference_steps is None
             else num_inference_steps,
-            guidance_scale=d.guidance_for(Mode.parse(mode))
-            if guidance_scale is None
-            else guidance_scale,
+            **resolve_guidance(d, Mode.parse(mode), guidance_scale, given_guidance_scale),
             shift=d.shift if shift is None else shift,
             solver=Solver.parse(d.solver if solver is None else solver),
             seed=seed,
@@ -677,6 +701,7 @@ class Pipeline:
                 run.callback(info)
 
         sample_start = time.perf_counter()
+        guidance = run.settings.given_guidance_scale if given.any() else run.settings.guidance_scale
         z = generate_latents(
             self.dit,
             run.text,
@@ -684,7 +709,7 @@ class Pipeline:
             shape,
             self.index.patch,
             steps=run.settings.num_inference_steps,
-            guidance_scale=run.settings.guidance_scale,
+            guidance_scale=guidance,
             solver=run.settings.solver,
             shift=self._shift(run, shape),
             given=given_latents,

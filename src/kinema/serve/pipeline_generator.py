@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinema.modes import GIVEN_FRAME_MODES
 from kinema.serve.generator import (
     GenerationRequest,
     GenerationResult,
@@ -68,6 +69,15 @@ class PipelineGenerator:
 
         return cls(Pipeline.from_pretrained(directory, **kwargs))
 
+    def _given_guidance(self, request: GenerationRequest) -> float | None:
+        """The slider is the guidance of the mode's default (docs/studio.md): in the modes that
+        join given frames it sets every window (None), elsewhere the windows made from text, and
+        the windows that continue frames (`long`'s chained ones) keep the model's given
+        guidance, as on the command line."""
+        if request.mode in GIVEN_FRAME_MODES:
+            return None
+        return self.pipe.index.defaults.given_guidance_scale
+
     def __call__(self, request: GenerationRequest, progress: ProgressFn) -> GenerationResult:
         w, h, fps = request.width, request.height, self.info.fps
         videos = {
@@ -87,6 +97,7 @@ class PipelineGenerator:
             fps=fps,
             num_inference_steps=request.steps,
             guidance_scale=request.guidance,
+            given_guidance_scale=self._given_guidance(request),
             seed=request.seed,
             callback=lambda step: progress(step.step, step.total_steps),
             **videos,
