@@ -100,8 +100,8 @@ def main() -> None:
         "--setting",
         action="append",
         default=None,
-        help="KEY=VALUE[,KEY=VALUE]: mode (t2v or i2v), guidance, steps, solver, image_first "
-        f"(repeat; default: {' '.join(DEFAULT_SETTINGS)})",
+        help="KEY=VALUE[,KEY=VALUE]: mode (t2v, i2v or extend), guidance, steps, solver, "
+        f"image_first (repeat; default: {' '.join(DEFAULT_SETTINGS)})",
     )
     parser.add_argument("--out-root", default="outputs/worldbench-sampling")
     parser.add_argument("--json", default="benchmarks/results/worldbench_sampling.json")

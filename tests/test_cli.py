@@ -224,6 +224,17 @@ def test_bench_world_generates_the_suite_with_a_model(capsys, tmp_path, monkeypa
     assert code == 0, stdout
     assert json.loads(i2v_path.read_text())["n"] == 2
     assert json.loads((i2v_out / "settings.json").read_text())["first_frame"] is True
+    extend_path, extend_out = tmp_path / "extend.json", tmp_path / "clips-extend"
+    argv[argv.index(str(i2v_out))] = str(extend_out)
+    code, stdout, _ = run(
+        capsys, "bench", "world", *argv, "--mode", "extend", "--json", str(extend_path)
+    )
+    assert code == 0, stdout
+    assert json.loads(extend_path.read_text())["n"] == 2
+    given = json.loads((extend_out / "settings.json").read_text())["given_frames"]
+    assert given == 5  # the model's extend context: 1 + 4 x (2 - 1) frames
+    for record in read_manifest(extend_out / MANIFEST):  # the given frames and the added ones
+        assert probe_video(extend_out / record["path"]).num_frames == record["frames"]
 
 
 def test_bench_world_missing_manifest_file(capsys, tmp_path):

@@ -103,7 +103,7 @@ def test_first_frame_passes_each_scene_s_first_frame_and_is_recorded(tmp_path):
         return rendered
 
     manifest = generate_suite(
-        continue_from, ENTRIES[:3], tmp_path / "i2v", progress=False, first_frame=True
+        continue_from, ENTRIES[:3], tmp_path / "i2v", progress=False, given_frames=1
     )
     assert images == [True, True, True]
     report = evaluate_manifest(read_manifest(manifest), workers=1, progress=False)
@@ -112,3 +112,22 @@ def test_first_frame_passes_each_scene_s_first_frame_and_is_recorded(tmp_path):
     generate, _ = oracle(ENTRIES)
     with pytest.raises(ValueError, match="first_frame: True there, '\\(unset\\)' now"):
         generate_suite(generate, ENTRIES[:3], tmp_path / "i2v", progress=False)
+
+
+def test_given_frames_pass_each_scene_s_first_frames_as_a_video(tmp_path):
+    specs = {e["prompt"]: SceneSpec.from_dict(e["spec"]) for e in ENTRIES[:3]}
+    matches = []
+
+    def extend(text, width, height, frames, fps, seed, video):
+        rendered = render_scene(specs[text])
+        assert video.shape == (5, height, width, 3) and video.dtype == np.uint8
+        matches.append(np.array_equal(video, rendered[:5]))  # the scene's own first frames
+        return rendered
+
+    manifest = generate_suite(extend, ENTRIES[:3], tmp_path / "x", progress=False, given_frames=5)
+    assert matches == [True, True, True]
+    assert evaluate_manifest(read_manifest(manifest), workers=1, progress=False)["overall"] >= 0.95
+    with pytest.raises(ValueError, match="given_frames: 5 there, '\\(unset\\)' now"):
+        generate_suite(oracle(ENTRIES)[0], ENTRIES[:3], tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match=r"given_frames must be from 0 to .*got 33"):
+        generate_suite(extend, ENTRIES[:3], tmp_path / "y", progress=False, given_frames=33)

@@ -264,9 +264,10 @@ def _add_bench(commands) -> None:
     p.add_argument("--text", choices=["prompt", "caption"], default="prompt", help="text to use")
     p.add_argument(
         "--mode",
-        choices=["t2v", "i2v"],
+        choices=["t2v", "i2v", "extend"],
         default="t2v",
-        help="i2v: each clip starts from its scene's first frame, rendered (default: t2v)",
+        help="i2v: each clip starts from its scene's first frame, rendered; extend: extends its "
+        "first frames, as many as the model's extend context (default: t2v)",
     )
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
@@ -328,16 +329,18 @@ def _generate_suite(args: argparse.Namespace) -> Path:
     }
     defaults = dataclasses.asdict(pipe.index.defaults)
     defaults.update({k: v for k, v in overrides.items() if v is not None})
-    first_frame = args.mode == "i2v"
+    given_frames = {"t2v": 0, "i2v": 1, "extend": pipe.geometry().context_before}[args.mode]
     settings = {
         "suite": args.suite,
         "files": pipe.index.files,
         "text_encoder": [pipe.index.text_encoder, pipe.index.text_max_length],
         "sampling": defaults,
     }
-    out = args.out or f"outputs/bench-{args.suite}" + ("-i2v" if first_frame else "")
+    out = args.out or f"outputs/bench-{args.suite}" + (
+        "" if args.mode == "t2v" else f"-{args.mode}"
+    )
     return generate_suite(
-        generate, entries, out, text=args.text, settings=settings, first_frame=first_frame
+        generate, entries, out, text=args.text, settings=settings, given_frames=given_frames
     )
 
 

@@ -1,9 +1,10 @@
 """Generate a WorldBench prompt suite with a text-to-video model, for scoring.
 
 Each suite entry names its prompt, size, frame count, frame rate and seed; the model makes one
-clip per entry (with ``first_frame=True``, image to video: from the entry's scene's first frame,
-rendered, so the score says whether the motion, bounces, camera and occlusion that follow it
-match the prompt), written as mp4 next to a manifest whose records carry the entry's spec, so
+clip per entry (with ``given_frames=1``, image to video from the entry's scene's first frame,
+rendered; with ``given_frames=k > 1``, extend forward from its first k frames; either way the
+score says whether the motion, bounces, camera and occlusion that follow them match the prompt),
+written as mp4 next to a manifest whose records carry the entry's spec, so
 `kinema.world.evaluate.evaluate_manifest` scores the clips exactly like rendered ones. A clip
 already on disk is kept, so an interrupted run continues where it stopped; the folder records the
 settings its clips were made with (`settings.json`) and refuses to continue under other settings,
@@ -31,7 +32,8 @@ from kinema.world.spec import SceneSpec
 TextField = Literal["prompt", "caption"]
 
 # what a generator gets for one entry: text, width, height, frames, fps, seed -> (T, H, W, 3)
-# uint8; with first_frame, also image=(H, W, 3) uint8, the frame the clip must start from
+# uint8; with one given frame also image=(H, W, 3) uint8, the frame the clip must start from;
+# with more, video=(k, H, W, 3) uint8, the frames it must start with (and give back as they are)
 ClipGenerator = Callable[..., np.ndarray]
 
 SETTINGS = "settings.json"
@@ -44,8 +46,9 @@ def pipeline_generator(
     image_first: bool | None = None,
     solver: str | None = None,
 ) -> ClipGenerator:
-    """A ClipGenerator over a `kinema.pipeline.Pipeline`: text to video, or image to video when
-    given an image; None: the model's default (for the mode). `solver` is a
+    """A ClipGenerator over a `kinema.pipeline.Pipeline`: text to video, image to video when
+    given an image, extend forward when given a video (the clip is the video and the frames
+    added to it); None: the model's default (for the mode). `solver` is a
     `kinema.sampling.Solver` value."""
 
     def generate(
@@ -56,11 +59,16 @@ def pipeline_generator(
         fps: float,
         seed: int,
         image: np.ndarray | None = None,
+        video: np.ndarray | None = None,
     ):
+        mode = "t2v" if image is None else "i2v"
+        if video is not None:
+            mode, frames = "extend-forward", frames - len(video)
         out = pipe(
             text,
-            mode="t2v" if image is None else "i2v",
+            mode=mode,
             image=image,
+            video=video,
             width=width,
             height=height,
             num_frames=frames,
@@ -83,28 +91,39 @@ def generate_suite(
     text: TextField = "prompt",
     progress: bool = True,
     settings: dict[str, Any] | None = None,
-    first_frame: bool = False,
+    given_frames: int = 0,
 ) -> Path:
     """Make one clip per suite entry in `out_dir` and write its manifest; returns the manifest.
 
     `settings` (JSON-serializable: model, sampler, ...) describe what makes the clips; they are
     stored in the folder, and a folder holding clips made under other settings is refused.
-    `first_frame`: pass each entry's scene's first frame, rendered, as ``image=`` (image to
-    video)."""
+    `given_frames`: 0 for text to video; 1 passes each entry's scene's first frame, rendered, as
+    ``image=`` (image to video); k > 1 its first k frames as ``video=`` (extend forward)."""
     if text not in ("prompt", "caption"):
         raise ValueError(f"text must be 'prompt' or 'caption', got {text!r}")
+    if given_frames < 0 or any(given_frames >= int(e["frames"]) for e in entries):
+        shortest = min((int(e["frames"]) for e in entries), default=0)
+        raise ValueError(
+            f"given_frames must be from 0 to one less than the shortest entry's frames "
+            f"({shortest}), got {given_frames}"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     claim = {**(settings or {}), "text": text}
-    if first_frame:  # recorded only when set, so folders made before stay valid
+    if given_frames == 1:  # recorded only when set, so folders made before stay valid
         claim["first_frame"] = True
+    elif given_frames > 1:
+        claim["given_frames"] = given_frames
     _claim_folder(out, claim)
     records = []
     for entry in tqdm(entries, desc="generating suite", unit="clip", disable=not progress):
         name = f"{entry['id']}.mp4"
         path = out / name
         if not path.is_file():
-            image = {"image": scene_first_frame(entry)} if first_frame else {}
+            given = {}
+            if given_frames:
+                start = scene_frames(entry, given_frames)
+                given = {"image": start[0]} if given_frames == 1 else {"video": start}
             frames = generate(
                 entry[text],
                 int(entry["width"]),
@@ -112,17 +131,18 @@ def generate_suite(
                 int(entry["frames"]),
                 float(entry["fps"]),
                 int(entry["seed"]),
-                **image,
+                **given,
             )
             write_video(path, frames, fps=float(entry["fps"]))
         records.append({**entry, "path": name})
     return atomic_write_text(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in records))
 
 
-def scene_first_frame(entry: dict[str, Any]) -> np.ndarray:
-    """The first frame (H, W, 3) uint8 of a suite entry's scene, as the world renders it."""
+def scene_frames(entry: dict[str, Any], n: int) -> np.ndarray:
+    """The first `n` frames (n, H, W, 3) uint8 of a suite entry's scene, as the world renders
+    them."""
     spec = SceneSpec.from_dict(entry["spec"])
-    return render_scene(dataclasses.replace(spec, num_frames=1))[0]
+    return render_scene(dataclasses.replace(spec, num_frames=n))
 
 
 def _claim_folder(out: Path, settings: dict[str, Any]) -> None:
