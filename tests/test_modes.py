@@ -88,6 +88,17 @@ def test_blend_seams_carries_the_residual_of_given_frames_into_generated_ones():
         blend_seams(decoded, given, generate[:5], fade=2)
 
 
+def test_blend_seams_leaves_the_decoder_s_own_step_across_a_seam():
+    rng = np.random.default_rng(0)
+    decoded = rng.integers(100, 150, (8, 4, 4, 3), dtype=np.uint8)  # no clipping to [0, 255]
+    given = rng.integers(100, 150, (8, 4, 4, 3), dtype=np.uint8)
+    generate = np.array([False] * 3 + [True] * 5)
+    out = blend_seams(decoded, given, generate, fade=4)
+    # the first generated frame steps from the given frame exactly as the decoded window does
+    step = out[3].astype(int) - given[2]
+    np.testing.assert_array_equal(step, decoded[3].astype(int) - decoded[2])
+
+
 def test_blend_seams_uses_the_nearest_given_frame_per_pixel():
     decoded = np.full((5, 2, 2, 3), 100, np.uint8)
     given = decoded.copy()
