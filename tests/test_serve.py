@@ -415,13 +415,10 @@ def test_pipeline_generator_serves_a_tiny_model(tmp_path, clip) -> None:
 
 def test_pipeline_generator_keeps_the_given_guidance_for_chained_windows(tmp_path, clip) -> None:
     generator = tiny_pipeline_generator(tmp_path / "model")
+    generator.info = dataclasses.replace(generator.info, default_given_guidance=1.5)
     pipe, calls = generator.pipe, []
-    defaults = dataclasses.replace(pipe.index.defaults, given_guidance_scale=1.5)
-    pipe.index = dataclasses.replace(pipe.index, defaults=defaults)
 
     class Recording:
-        index = pipe.index
-
         def __call__(self, *args, **kwargs):
             calls.append(kwargs)
             return pipe(*args, **kwargs)

@@ -76,7 +76,7 @@ class PipelineGenerator:
         guidance, as on the command line."""
         if request.mode in GIVEN_FRAME_MODES:
             return None
-        return self.pipe.index.defaults.given_guidance_scale
+        return self.info.default_given_guidance
 
     def __call__(self, request: GenerationRequest, progress: ProgressFn) -> GenerationResult:
         w, h, fps = request.width, request.height, self.info.fps
