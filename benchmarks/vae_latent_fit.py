@@ -39,6 +39,7 @@ from kinema.world.render import render_scene
 from kinema.world.spec import SceneSpec
 
 SIZES = ((64, 64), (96, 64), (64, 96))  # (W, H) as `kinema world make --sizes` writes them
+MAX_FRAMES = 33  # `kinema vae eval`'s default
 
 
 def measure_clip(
@@ -46,8 +47,8 @@ def measure_clip(
 ) -> dict:
     """PSNRs of one clip: `frames` read from its file, `rendered` its lossless render."""
     sc, tc = vae.config.space_compression, vae.config.time_compression
-    video = to_video_tensor(prepare_frames(frames[:33], 64, sc, tc))  # (1, 3, T, H, W)
-    lossless = to_video_tensor(prepare_frames(rendered[:33], 64, sc, tc))  # (1, 3, T, H, W)
+    video = to_video_tensor(prepare_frames(frames[:MAX_FRAMES], 64, sc, tc))  # (1, 3, T, H, W)
+    lossless = to_video_tensor(prepare_frames(rendered[:MAX_FRAMES], 64, sc, tc))  # (1, 3, T, H, W)
     with torch.no_grad():
         encoded = vae.encode(video)  # (1, C, t, h, w)
     every_frame = torch.ones(video.shape[2], dtype=torch.bool)
@@ -58,8 +59,6 @@ def measure_clip(
         fitted_psnr = float(psnr(quantize(vae.decode(fitted)), video))
         render_psnr = float(psnr(quantize(vae.decode(vae.encode(lossless))), lossless))
     return {
-        "file_vs_render_psnr": float(psnr(video, lossless)),
-        "encoder_psnr_on_render": render_psnr,
         "frames": video.shape[2],
         "height": video.shape[3],
         "width": video.shape[4],
@@ -67,6 +66,8 @@ def measure_clip(
         "fitted_psnr": fitted_psnr,
         # root-mean-square change of the normalized latents (they have about unit variance)
         "latent_rms_change": float((fitted - encoded).square().mean().sqrt()),
+        "file_vs_render_psnr": float(psnr(video, lossless)),
+        "encoder_psnr_on_render": render_psnr,
     }
 
 
@@ -89,7 +90,7 @@ def main() -> None:
         records = read_manifest(manifest)[: args.clips]
         clips = []
         for record in tqdm(records, desc="fitting latents", unit="clip"):
-            frames = read_video(record["path"], max_frames=33).frames
+            frames = read_video(record["path"], max_frames=MAX_FRAMES).frames
             rendered = render_scene(SceneSpec.from_dict(record["spec"]))
             clips.append(
                 {
