@@ -1,0 +1,210 @@
+"""How much a DiT's prediction depends on a word: its flow error under the true prompt against
+the same prompt with the word changed.
+
+    python benchmarks/text_sensitivity.py [--model DIR ...] [--suite suite] [--n 32]
+
+For each WorldBench scene whose prompt names a direction, the scene is rendered losslessly and
+encoded with the model's VAE; then, at several noise levels t with the same noise, the DiT
+predicts the velocity under the true prompt and under an edited one, and the mean squared error
+against the true velocity is taken for both. Two edits:
+
+- **directions** reversed (`kinema.language.directions`: left and right, up and down, zooms);
+- **colors** (control): every color word moved one step round the palette (red -> orange, ...),
+  a word the shipped model follows most of the time.
+
+Only prompts whose reversal reads like a training prompt are used. A few of the world's phrases
+have no mirror in its own wording ("the view slides upward", but "the view slides down"; "zooms
+in on" but "zooms out from"), and a prompt holding one reverses into wording no training text
+has: a model can then fit it worse for the wording alone, which would pass for reading the
+direction. `asymmetric_phrases` lists them, from the world's vocabulary; `--any-wording` keeps
+those prompts too.
+
+A model that reads the word predicts worse under the edit: the gap ``err_edited - err_true`` is
+positive, most clearly at high t, where the prompt is all the model has to go on. A gap of zero
+means the word is ignored: sampling then picks a direction (or color) at random. Prints a table
+per model (mean gap and the share of scenes where the true prompt fits better, per t) and writes
+JSON (default benchmarks/results/text_sensitivity.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from kinema.flow import interpolate, velocity_target
+from kinema.language.directions import reverse_directions
+from kinema.patches import patchify
+from kinema.pipeline import Pipeline
+from kinema.world.captions import (
+    CAMERA_CLAUSES,
+    CAMERA_PREPOSITIONS,
+    CAMERA_TAGS,
+    DIRECTION_WORDS,
+)
+from kinema.world.render import render_scene
+from kinema.world.spec import Camera, Color, Direction, SceneSpec
+from kinema.world.suite import load_suite
+
+TIMES = (0.95, 0.85, 0.7, 0.5, 0.3)
+_COLORS = [c.value for c in Color]
+_COLOR_WORD = re.compile(r"\b(" + "|".join(_COLORS) + r")\b")
+
+
+def next_colors(text: str) -> str | None:
+    """Every color word moved one step round the palette; None when the text names none."""
+    edited, count = _COLOR_WORD.subn(
+        lambda m: _COLORS[(_COLORS.index(m.group(1)) + 1) % len(_COLORS)], text
+    )
+    return edited if count else None
+
+
+EDITS = {"directions": reverse_directions, "colors": next_colors}
+
+_MIRROR = {
+    Direction.LEFT: Direction.RIGHT,
+    Direction.UP: Direction.DOWN,
+    Direction.UP_LEFT: Direction.DOWN_RIGHT,
+    Direction.UP_RIGHT: Direction.DOWN_LEFT,
+    Camera.PAN_LEFT: Camera.PAN_RIGHT,
+    Camera.PAN_UP: Camera.PAN_DOWN,
+    Camera.ZOOM_IN: Camera.ZOOM_OUT,
+}
+MIRROR = _MIRROR | {b: a for a, b in _MIRROR.items()}
+
+
+def asymmetric_phrases() -> list[str]:
+    """The world's direction phrases whose reversal the world never writes for the opposite
+    direction, and its camera clauses that take another preposition than their reversal."""
+    found = []
+    for words in (DIRECTION_WORDS, CAMERA_CLAUSES, CAMERA_TAGS):
+        for key, phrases in words.items():
+            if key not in MIRROR:
+                continue
+            for phrase in phrases:
+                if reverse_directions(phrase) not in words[MIRROR[key]]:
+                    found.append(phrase)
+    for camera, clauses in CAMERA_CLAUSES.items():
+        prep = CAMERA_PREPOSITIONS.get(camera)
+        if camera in MIRROR and prep != CAMERA_PREPOSITIONS.get(MIRROR[camera]):
+            found += [f"{clause} {prep} " for clause in clauses]
+    return found
+
+
+def measured_entries(suite: str, n: int, any_wording: bool = False) -> list[dict]:
+    """The first `n` entries of `suite` whose prompt names a direction and (unless `any_wording`)
+    holds no asymmetric phrase."""
+    skip = [] if any_wording else asymmetric_phrases()
+    return [
+        e
+        for e in load_suite(suite)
+        if reverse_directions(e["prompt"]) and not any(p in e["prompt"] for p in skip)
+    ][:n]
+
+
+def velocity_errors(
+    pipe: Pipeline, latents: torch.Tensor, prompts: list[str], times: tuple[float, ...], noises: int
+) -> np.ndarray:
+    """(len(prompts), len(times), noises) mean squared velocity errors of the clip `latents`
+    (C, t, h, w) under each prompt, with the same noise draws for every prompt."""
+    x0, positions = patchify(latents, pipe.index.patch)  # (N, D), (N, 3)
+    n = x0.shape[0]
+    g = torch.Generator().manual_seed(0)
+    noise = [torch.randn(x0.shape, generator=g) for _ in range(noises)]
+    texts = pipe.text_encoder.encode(prompts).sequences()
+    out = np.zeros((len(prompts), len(times), noises))
+    sample_ids = torch.zeros(n, dtype=torch.long)
+    for p, text in enumerate(texts):
+        text = text.float().to(pipe.device)
+        text_ids = torch.zeros(text.shape[0], dtype=torch.long)
+        for i, t in enumerate(times):
+            for k, eps in enumerate(noise):
+                x_t = interpolate(x0, eps, t)
+                v = pipe.dit(x_t, positions, sample_ids, torch.full((n,), t), text, text_ids)
+                out[p, i, k] = float((v.float() - velocity_target(x0, eps)).square().mean())
+    return out
+
+
+def measure(pipe: Pipeline, entries: list[dict], noises: int) -> dict:
+    """Per edit: the mean gap and the share of scenes where the true prompt fits better, per t."""
+    gaps: dict[str, list[np.ndarray]] = {name: [] for name in EDITS}
+    for entry in tqdm(entries, desc="scenes", unit="scene"):
+        frames = render_scene(SceneSpec.from_dict(entry["spec"]))
+        with torch.no_grad():
+            latents = pipe.encode_video(frames).float()  # (C, t, h, w)
+            for name, edit in EDITS.items():
+                edited = edit(entry["prompt"])
+                if edited is None:
+                    continue
+                errors = velocity_errors(pipe, latents, [entry["prompt"], edited], TIMES, noises)
+                gaps[name].append((errors[1] - errors[0]).mean(axis=-1))  # (len(TIMES),)
+    result = {}
+    for name, rows in gaps.items():
+        table = np.stack(rows)  # (scenes, len(TIMES))
+        result[name] = {
+            "scenes": len(rows),
+            "mean_gap": dict(zip(map(str, TIMES), table.mean(axis=0).tolist(), strict=True)),
+            "true_fits_better": dict(
+                zip(map(str, TIMES), (table > 0).mean(axis=0).tolist(), strict=True)
+            ),
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", action="append", default=None, help="model folder, repeatable (the shipped)"
+    )
+    parser.add_argument("--suite", default="suite", help="WorldBench suite: suite or heldout")
+    parser.add_argument("--n", type=int, default=32, help="scenes measured (see above)")
+    parser.add_argument(
+        "--any-wording",
+        action="store_true",
+        help="also prompts whose reversal has wording the world never writes (see above)",
+    )
+    parser.add_argument("--noises", type=int, default=4, help="noise draws per scene and t")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default="benchmarks/results/text_sensitivity.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    entries = measured_entries(args.suite, args.n, args.any_wording)
+    start = time.perf_counter()
+    models = {}
+    for model in args.model or [None]:
+        pipe = Pipeline.from_pretrained(model)
+        models[model or "models/default"] = measure(pipe, entries, args.noises)
+    print(f"{'model':<28}{'edit':<12}{'scenes':>7}" + "".join(f"{f't={t}':>16}" for t in TIMES))
+    for model, edits in models.items():
+        for name, row in edits.items():
+            cells = "".join(
+                f"{row['mean_gap'][str(t)]:>+9.4f} ({row['true_fits_better'][str(t)]:.2f})"
+                for t in TIMES
+            )
+            print(f"{model[-28:]:<28}{name:<12}{row['scenes']:>7}{cells}")
+    print("cells: mean gap err_edited - err_true (share of scenes the true prompt fits better)")
+    result = {
+        "settings": {
+            "suite": args.suite,
+            "n": len(entries),
+            "any_wording": args.any_wording,
+            "noises": args.noises,
+            "times": TIMES,
+            "threads": args.threads,
+        },
+        "models": models,
+        "seconds": time.perf_counter() - start,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"JSON: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
