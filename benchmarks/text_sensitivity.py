@@ -10,7 +10,9 @@ against the true velocity is taken for both. Two edits:
 
 - **directions** reversed (`kinema.language.directions`: left and right, up and down, zooms);
 - **colors** (control): every color word moved one step round the palette (red -> orange, ...),
-  a word the shipped model follows most of the time.
+  a word the shipped model follows most of the time;
+- **shapes**: every shape word made the next shape's (circle -> square -> triangle -> circle,
+  each word to its counterpart: "ball" -> "box", "wedge" -> "ball").
 
 Only prompts whose reversal reads like a training prompt are used. A few of the world's phrases
 have no mirror in its own wording ("the view slides upward", but "the view slides down"; "zooms
@@ -47,6 +49,7 @@ from kinema.world.captions import (
     CAMERA_PREPOSITIONS,
     CAMERA_TAGS,
     DIRECTION_WORDS,
+    SHAPE_WORDS,
 )
 from kinema.world.render import render_scene
 from kinema.world.spec import Camera, Color, Direction, SceneSpec
@@ -65,7 +68,24 @@ def next_colors(text: str) -> str | None:
     return edited if count else None
 
 
-EDITS = {"directions": reverse_directions, "colors": next_colors}
+_SHAPES = list(SHAPE_WORDS.values())
+_NEXT_SHAPE = {
+    word: _SHAPES[(s + 1) % len(_SHAPES)][i % len(_SHAPES[(s + 1) % len(_SHAPES)])]
+    for s, words in enumerate(_SHAPES)
+    for i, word in enumerate(words)
+}
+_SHAPE_WORD = re.compile(
+    r"\b(" + "|".join(sorted(map(re.escape, _NEXT_SHAPE), key=len, reverse=True)) + r")\b"
+)
+
+
+def next_shapes(text: str) -> str | None:
+    """Every shape word made the next shape's; None when the text names none."""
+    edited, count = _SHAPE_WORD.subn(lambda m: _NEXT_SHAPE[m.group(1)], text)
+    return edited if count else None
+
+
+EDITS = {"directions": reverse_directions, "colors": next_colors, "shapes": next_shapes}
 
 _MIRROR = {
     Direction.LEFT: Direction.RIGHT,
