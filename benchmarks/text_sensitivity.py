@@ -6,7 +6,7 @@ the same prompt with the word changed.
 For each WorldBench scene whose prompt names a direction, the scene is rendered losslessly and
 encoded with the model's VAE; then, at several noise levels t with the same noise, the DiT
 predicts the velocity under the true prompt and under an edited one, and the mean squared error
-against the true velocity is taken for both. Two edits:
+against the true velocity is taken for both. Three edits:
 
 - **directions** reversed (`kinema.language.directions`: left and right, up and down, zooms);
 - **colors** (control): every color word moved one step round the palette (red -> orange, ...),
@@ -129,21 +129,20 @@ def measured_entries(suite: str, n: int, any_wording: bool = False) -> list[dict
 
 
 def velocity_errors(
-    pipe: Pipeline, latents: torch.Tensor, prompts: list[str], times: tuple[float, ...], noises: int
+    pipe: Pipeline, latents: torch.Tensor, prompt: str, edited: str, noises: int
 ) -> np.ndarray:
-    """(len(prompts), len(times), noises) mean squared velocity errors of the clip `latents`
-    (C, t, h, w) under each prompt, with the same noise draws for every prompt."""
+    """(2, len(TIMES), noises) mean squared velocity errors of the clip `latents` (C, t, h, w)
+    under `prompt` and under `edited`, with the same noise draws for both."""
     x0, positions = patchify(latents, pipe.index.patch)  # (N, D), (N, 3)
     n = x0.shape[0]
     g = torch.Generator().manual_seed(0)
     noise = [torch.randn(x0.shape, generator=g) for _ in range(noises)]
-    texts = pipe.text_encoder.encode(prompts).sequences()
-    out = np.zeros((len(prompts), len(times), noises))
+    texts = pipe.encode_text(prompt, edited)  # the pipeline's prompt and negative-prompt tokens
+    out = np.zeros((2, len(TIMES), noises))
     sample_ids = torch.zeros(n, dtype=torch.long)
     for p, text in enumerate(texts):
-        text = text.float().to(pipe.device)
         text_ids = torch.zeros(text.shape[0], dtype=torch.long)
-        for i, t in enumerate(times):
+        for i, t in enumerate(TIMES):
             for k, eps in enumerate(noise):
                 x_t = interpolate(x0, eps, t)
                 v = pipe.dit(x_t, positions, sample_ids, torch.full((n,), t), text, text_ids)
@@ -162,7 +161,7 @@ def measure(pipe: Pipeline, entries: list[dict], noises: int) -> dict:
                 edited = edit(entry["prompt"])
                 if edited is None:
                     continue
-                errors = velocity_errors(pipe, latents, [entry["prompt"], edited], TIMES, noises)
+                errors = velocity_errors(pipe, latents, entry["prompt"], edited, noises)
                 gaps[name].append((errors[1] - errors[0]).mean(axis=-1))  # (len(TIMES),)
     result = {}
     for name, rows in gaps.items():

@@ -21,10 +21,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from kinema.world.spec import PAN_DIRECTION, Camera
 from kinema.world.suite import load_suite
 
 MIN_PAN_UNITS = 0.15  # about 40% of a 4-second pan (PAN_UNITS_PER_S = 0.09 units per second)
-AXIS = {"pan left": (0, -1), "pan right": (0, 1), "pan up": (1, -1), "pan down": (1, 1)}
 OUTCOMES = ("right way", "opposite way", "no pan along its axis")
 _MOVED = re.compile(r"moved \(([-+\d.]+), ([-+\d.]+)\) units")
 
@@ -34,19 +34,20 @@ def pan_outcome(camera: str, detail: str) -> str:
     found = _MOVED.search(detail)
     if found is None:
         raise ValueError(f"no camera offset in the check detail {detail!r}")
-    moved = [float(found.group(1)), float(found.group(2))]
-    axis, sign = AXIS[camera]
-    along, across = moved[axis], moved[1 - axis]
-    if abs(along) < MIN_PAN_UNITS or abs(across) > abs(along):
+    moved = (float(found.group(1)), float(found.group(2)))
+    dx, dy = PAN_DIRECTION[Camera(camera)]  # a unit vector along x or y
+    along = moved[0] * dx + moved[1] * dy
+    across = abs(moved[0] * dy - moved[1] * dx)
+    if abs(along) < MIN_PAN_UNITS or across > abs(along):
         return "no pan along its axis"
-    return "right way" if along * sign > 0 else "opposite way"
+    return "right way" if along > 0 else "opposite way"
 
 
 def count_pans(report: dict, cameras: dict[str, str]) -> Counter:
     counts: Counter = Counter()
     for clip in report["clips"]:
         camera = cameras[Path(clip["path"]).stem]
-        if camera in AXIS:
+        if Camera(camera) in PAN_DIRECTION:
             check = next(c for c in clip["checks"] if c["category"] == "camera")
             counts[pan_outcome(camera, check["detail"])] += 1
     return counts
