@@ -8,18 +8,18 @@ encoded with the model's VAE; then, at several noise levels t with the same nois
 predicts the velocity under the true prompt and under an edited one, and the mean squared error
 against the true velocity is taken for both. Three edits:
 
-- **directions** reversed (`kinema.language.directions`: left and right, up and down, zooms);
+- **directions** reversed in the world's own words (`kinema.world.captions.
+  reverse_world_directions`: left and right, up and down, diagonals, zooms in and out), so the
+  edited prompt reads like another world prompt ("the view slides upward" becomes "the view
+  slides down", the world's phrase, not "downward");
 - **colors** (control): every color word moved one step round the palette (red -> orange, ...),
   a word the shipped model follows most of the time;
 - **shapes**: every shape word made the next shape's (circle -> square -> triangle -> circle,
   each word to its counterpart: "ball" -> "box", "wedge" -> "ball").
 
-Only prompts whose reversal reads like a training prompt are used. A few of the world's phrases
-have no mirror in its own wording ("the view slides upward", but "the view slides down"; "zooms
-in on" but "zooms out from"), and a prompt holding one reverses into wording no training text
-has: a model can then fit it worse for the wording alone, which would pass for reading the
-direction. `asymmetric_phrases` lists them, from the world's vocabulary; `--any-wording` keeps
-those prompts too.
+A word-for-word reversal would write phrases no training text holds, and a model could fit them
+worse for the wording alone, which would pass for reading the direction; the world's own
+reversal leaves the direction as the only difference.
 
 A model that reads the word predicts worse under the edit: the gap ``err_edited - err_true`` is
 positive, most clearly at high t, where the prompt is all the model has to go on. A gap of zero
@@ -41,18 +41,11 @@ import torch
 from tqdm import tqdm
 
 from kinema.flow import interpolate, velocity_target
-from kinema.language.directions import reverse_directions
 from kinema.patches import patchify
 from kinema.pipeline import Pipeline
-from kinema.world.captions import (
-    CAMERA_CLAUSES,
-    CAMERA_PREPOSITIONS,
-    CAMERA_TAGS,
-    DIRECTION_WORDS,
-    SHAPE_WORDS,
-)
+from kinema.world.captions import SHAPE_WORDS, reverse_world_directions
 from kinema.world.render import render_scene
-from kinema.world.spec import Camera, Color, Direction, SceneSpec
+from kinema.world.spec import Color, SceneSpec
 from kinema.world.suite import load_suite
 
 TIMES = (0.95, 0.85, 0.7, 0.5, 0.3)
@@ -85,47 +78,12 @@ def next_shapes(text: str) -> str | None:
     return edited if count else None
 
 
-EDITS = {"directions": reverse_directions, "colors": next_colors, "shapes": next_shapes}
-
-_MIRROR = {
-    Direction.LEFT: Direction.RIGHT,
-    Direction.UP: Direction.DOWN,
-    Direction.UP_LEFT: Direction.DOWN_RIGHT,
-    Direction.UP_RIGHT: Direction.DOWN_LEFT,
-    Camera.PAN_LEFT: Camera.PAN_RIGHT,
-    Camera.PAN_UP: Camera.PAN_DOWN,
-    Camera.ZOOM_IN: Camera.ZOOM_OUT,
-}
-MIRROR = _MIRROR | {b: a for a, b in _MIRROR.items()}
+EDITS = {"directions": reverse_world_directions, "colors": next_colors, "shapes": next_shapes}
 
 
-def asymmetric_phrases() -> list[str]:
-    """The world's direction phrases whose reversal the world never writes for the opposite
-    direction, and its camera clauses that take another preposition than their reversal."""
-    found = []
-    for words in (DIRECTION_WORDS, CAMERA_CLAUSES, CAMERA_TAGS):
-        for key, phrases in words.items():
-            if key not in MIRROR:
-                continue
-            for phrase in phrases:
-                if reverse_directions(phrase) not in words[MIRROR[key]]:
-                    found.append(phrase)
-    for camera, clauses in CAMERA_CLAUSES.items():
-        prep = CAMERA_PREPOSITIONS.get(camera)
-        if camera in MIRROR and prep != CAMERA_PREPOSITIONS.get(MIRROR[camera]):
-            found += [f"{clause} {prep} " for clause in clauses]
-    return found
-
-
-def measured_entries(suite: str, n: int, any_wording: bool = False) -> list[dict]:
-    """The first `n` entries of `suite` whose prompt names a direction and (unless `any_wording`)
-    holds no asymmetric phrase."""
-    skip = [] if any_wording else asymmetric_phrases()
-    return [
-        e
-        for e in load_suite(suite)
-        if reverse_directions(e["prompt"]) and not any(p in e["prompt"] for p in skip)
-    ][:n]
+def measured_entries(suite: str, n: int) -> list[dict]:
+    """The first `n` entries of `suite` whose prompt names a direction."""
+    return [e for e in load_suite(suite) if reverse_world_directions(e["prompt"])][:n]
 
 
 def velocity_errors(
@@ -183,17 +141,12 @@ def main() -> None:
     )
     parser.add_argument("--suite", default="suite", help="WorldBench suite: suite or heldout")
     parser.add_argument("--n", type=int, default=32, help="scenes measured (see above)")
-    parser.add_argument(
-        "--any-wording",
-        action="store_true",
-        help="also prompts whose reversal has wording the world never writes (see above)",
-    )
     parser.add_argument("--noises", type=int, default=4, help="noise draws per scene and t")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="benchmarks/results/text_sensitivity.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    entries = measured_entries(args.suite, args.n, args.any_wording)
+    entries = measured_entries(args.suite, args.n)
     start = time.perf_counter()
     models = {}
     for model in args.model or [None]:
@@ -212,7 +165,6 @@ def main() -> None:
         "settings": {
             "suite": args.suite,
             "n": len(entries),
-            "any_wording": args.any_wording,
             "noises": args.noises,
             "times": TIMES,
             "threads": args.threads,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,13 @@ from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
 from kinema.hub import GenerationDefaults, ModelIndex, ModelLimits, save_model
 from kinema.modes import Mode, Span, blend_seams, build_mode_spec, fill_unknown
-from kinema.pipeline import Pipeline, StepInfo, resolve_guidance, save_output
+from kinema.pipeline import (
+    Pipeline,
+    StepInfo,
+    check_output_path,
+    resolve_guidance,
+    save_output,
+)
 from kinema.text import TextEmbedding
 from kinema.transformer import DiT, get_preset
 from kinema.video import probe_video, read_video, write_video
@@ -408,6 +415,19 @@ def test_save_output_formats(pipe, tmp_path):
     assert len(list(tmp_path.glob("frames_*.png"))) == 9 and pngs.name == "frames_%05d.png"
     with pytest.raises(ValueError, match=r"use one of \.mp4"):
         save_output(out, tmp_path / "clip.avi")
+
+
+def test_cli_generate_refuses_a_bad_output_path_before_loading_a_model(tmp_path, capsys):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where a folder must be")
+    missing_model = str(tmp_path / "no-model")  # loading it would fail with another message
+    for out, why in (
+        (tmp_path / "clip.avi", r"use one of \.mp4"),
+        (blocker / "c.mp4", "not a folder"),
+    ):
+        code, _, err = run_cli(capsys, "generate", "x", "-o", str(out), "--model", missing_model)
+        assert code == 2 and re.search(why, err) and "no-model" not in err, err
+    assert check_output_path(tmp_path / "new" / "clip.MP4") == tmp_path / "new" / "clip.MP4"
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -436,8 +436,9 @@ def run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from kinema.language.expand import load_expander
-    from kinema.pipeline import Pipeline, resolve_seed, save_output
+    from kinema.pipeline import Pipeline, check_output_path, resolve_seed, save_output
 
+    check_output_path(args.out)  # before any work: a bad path never costs a generation
     pipe = Pipeline.from_pretrained(args.model)
     seed, _ = resolve_seed(args.seed, None)
     print(f"seed: {seed}", flush=True)

@@ -118,6 +118,7 @@ __all__ = [
     "PipelineOutput",
     "Settings",
     "StepInfo",
+    "check_output_path",
     "check_size",
     "default_refine_steps",
     "resolve_guidance",
@@ -726,16 +727,27 @@ class Pipeline:
         return z, given
 
 
+def check_output_path(path: str | Path) -> Path:
+    """``path`` as a Path if `save_output` can write there (a known extension, and no file where
+    a folder of it must be); ValueError naming what is wrong otherwise. Callers check before
+    generating, so a bad path never costs a generation."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITE_EXTENSIONS:
+        raise ValueError(f"cannot write {path}: use one of {', '.join(WRITE_EXTENSIONS)}")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
+    return path
+
+
 def save_output(output: PipelineOutput, path: str | Path, **extra: object) -> tuple[Path, Path]:
     """Write the frames by extension and a JSON sidecar ``NAME.json`` beside them; returns both
     paths. ``.mp4`` (H.264) or ``.gif``; ``.png``: one image, or ``NAME_00000.png``, ... for
     several frames. ``extra`` (e.g. input paths) is added to the sidecar."""
     if output.frames is None:
         raise ValueError("this output has no frames (output_type='latent'); nothing to write")
-    path = Path(path)
+    path = check_output_path(path)
     suffix = path.suffix.lower()
-    if suffix not in WRITE_EXTENSIONS:
-        raise ValueError(f"cannot write {path}: use one of {', '.join(WRITE_EXTENSIONS)}")
     target = path
     if suffix == ".png" and len(output.frames) > 1:
         target = path.with_name(f"{path.stem}_%05d.png")

@@ -4,7 +4,6 @@ world_parse.py    read a short prompt in the world's vocabulary into a partial s
 expand.py         prompt expansion: offline world expander, OpenAI-compatible LLM expander
 caption.py        re-caption a manifest's clips through an OpenAI-compatible vision endpoint
 openai_client.py  a standard-library client for OpenAI-compatible chat endpoints
-directions.py     a text's directions reversed ("slides left" -> "slides right")
 """
 
 from kinema.language.expand import ExpanderKind, Expansion, load_expander

@@ -287,3 +287,66 @@ def caption_vocabulary() -> dict[str, list[str]]:
     vocab.update(pillar=list(PILLAR_WORDS), trail=TRAIL_PROMPT + TRAIL_DETAILED)
     vocab.update(occluder=list(OCCLUDE_PROMPT + OCCLUDE_DETAILED))
     return vocab
+
+
+OPPOSITE_DIRECTION: dict[Direction, Direction] = {
+    Direction.LEFT: Direction.RIGHT,
+    Direction.UP: Direction.DOWN,
+    Direction.UP_LEFT: Direction.DOWN_RIGHT,
+    Direction.UP_RIGHT: Direction.DOWN_LEFT,
+}
+OPPOSITE_DIRECTION |= {b: a for a, b in OPPOSITE_DIRECTION.items()}
+OPPOSITE_CAMERA: dict[Camera, Camera] = {
+    Camera.PAN_LEFT: Camera.PAN_RIGHT,
+    Camera.PAN_UP: Camera.PAN_DOWN,
+    Camera.ZOOM_IN: Camera.ZOOM_OUT,
+}
+OPPOSITE_CAMERA |= {b: a for a, b in OPPOSITE_CAMERA.items()}
+
+
+def _mirrored_phrases() -> dict[str, str]:
+    """Each direction phrase of the tables -> the phrase in the same place under the opposite
+    direction ("the view slides upward" -> "the view slides down")."""
+    mirrored: dict[str, str] = {}
+    for table, opposite in (
+        (DIRECTION_WORDS, OPPOSITE_DIRECTION),
+        (CAMERA_CLAUSES, OPPOSITE_CAMERA),
+        (CAMERA_TAGS, OPPOSITE_CAMERA),
+    ):
+        for key, phrases in table.items():
+            if key in opposite:
+                mirrored |= dict(zip(phrases, table[opposite[key]], strict=True))  # type: ignore[index]
+    # a moving camera's clause leads into still objects with its own preposition:
+    # "the camera zooms in on a ball" -> "the camera zooms out from a ball"
+    for camera, clauses in CAMERA_CLAUSES.items():
+        if camera in OPPOSITE_CAMERA:
+            opposite = OPPOSITE_CAMERA[camera]
+            prep, opposite_prep = CAMERA_PREPOSITIONS[camera], CAMERA_PREPOSITIONS[opposite]
+            for clause, reverse in zip(clauses, CAMERA_CLAUSES[opposite], strict=True):
+                mirrored[f"{clause} {prep}"] = f"{reverse} {opposite_prep}"
+    return mirrored
+
+
+_MIRRORED = _mirrored_phrases()
+# Longest first, so "toward the top left" wins over "toward the top" at the same place.
+_MIRROR_PATTERN = re.compile(
+    r"\b(" + "|".join(re.escape(p) for p in sorted(_MIRRORED, key=len, reverse=True)) + r")\b",
+    re.IGNORECASE,
+)
+
+
+def reverse_world_directions(text: str) -> str | None:
+    """``text`` with every direction the world's tables can write reversed, in the world's own
+    words: each phrase becomes the one in its place under the opposite direction ("the view slides
+    upward" -> "the view slides down", "glides leftward" -> "glides rightward"; zooms in and out
+    swap too). So a world caption's reverse reads like another world caption, where a word-for-word
+    reversal can write phrases the world never does. None when the
+    text names no direction."""
+
+    def swap(match: re.Match[str]) -> str:
+        found = match.group(0)
+        new = _MIRRORED[found.lower()]
+        return new[0].upper() + new[1:] if found[0].isupper() else new
+
+    reversed_text, count = _MIRROR_PATTERN.subn(swap, text)
+    return reversed_text if count else None
