@@ -2,6 +2,7 @@
 the same prompt with the word changed.
 
     python benchmarks/text_sensitivity.py [--model DIR ...] [--suite suite] [--n 32]
+        [--given-frames K]
 
 For each WorldBench scene whose prompt names a direction, the scene is rendered losslessly and
 encoded with the model's VAE; then, at several noise levels t with the same noise, the DiT
@@ -20,6 +21,10 @@ against the true velocity is taken for both. Three edits:
 A word-for-word reversal would write phrases no training text holds, and a model could fit them
 worse for the wording alone, which would pass for reading the direction; the world's own
 reversal leaves the direction as the only difference.
+
+With ``--given-frames K`` the first K latent frames are given clean, as the modes give them
+(K = 1: image to video's frame 0), and the error is over the frames after them: the objects'
+starts and the background are then known, and the words decide what happens next.
 
 A model that reads the word predicts worse under the edit: the gap ``err_edited - err_true`` is
 positive, most clearly at high t, where the prompt is all the model has to go on. A gap of zero
@@ -87,12 +92,25 @@ def measured_entries(suite: str, n: int) -> list[dict]:
 
 
 def velocity_errors(
-    pipe: Pipeline, latents: torch.Tensor, prompt: str, edited: str, noises: int
+    pipe: Pipeline,
+    latents: torch.Tensor,
+    prompt: str,
+    edited: str,
+    noises: int,
+    given_frames: int = 0,
 ) -> np.ndarray:
     """(2, len(TIMES), noises) mean squared velocity errors of the clip `latents` (C, t, h, w)
-    under `prompt` and under `edited`, with the same noise draws for both."""
+    under `prompt` and under `edited`, with the same noise draws for both. The first
+    `given_frames` latent frames are given clean (timestep 0), as image to video gives frame 0,
+    and the error is over the other tokens."""
     x0, positions = patchify(latents, pipe.index.patch)  # (N, D), (N, 3)
     n = x0.shape[0]
+    given = positions[:, 0] < given_frames  # (N,) tokens of the given latent frames
+    if given.all():
+        raise ValueError(
+            f"given_frames={given_frames} gives all {latents.shape[1]} latent frames; "
+            "nothing is left to predict"
+        )
     g = torch.Generator().manual_seed(0)
     noise = [torch.randn(x0.shape, generator=g) for _ in range(noises)]
     texts = pipe.encode_text(prompt, edited)  # the pipeline's prompt and negative-prompt tokens
@@ -101,14 +119,16 @@ def velocity_errors(
     for p, text in enumerate(texts):
         text_ids = torch.zeros(text.shape[0], dtype=torch.long)
         for i, t in enumerate(TIMES):
+            timesteps = torch.where(given, 0.0, t)  # (N,)
             for k, eps in enumerate(noise):
-                x_t = interpolate(x0, eps, t)
-                v = pipe.dit(x_t, positions, sample_ids, torch.full((n,), t), text, text_ids)
-                out[p, i, k] = float((v.float() - velocity_target(x0, eps)).square().mean())
+                x_t = torch.where(given[:, None], x0, interpolate(x0, eps, t))
+                v = pipe.dit(x_t, positions, sample_ids, timesteps, text, text_ids)
+                error = (v.float() - velocity_target(x0, eps)).square().mean(dim=-1)  # (N,)
+                out[p, i, k] = float(error[~given].mean())
     return out
 
 
-def measure(pipe: Pipeline, entries: list[dict], noises: int) -> dict:
+def measure(pipe: Pipeline, entries: list[dict], noises: int, given_frames: int = 0) -> dict:
     """Per edit: the mean gap and the share of scenes where the true prompt fits better, per t."""
     gaps: dict[str, list[np.ndarray]] = {name: [] for name in EDITS}
     for entry in tqdm(entries, desc="scenes", unit="scene"):
@@ -119,7 +139,9 @@ def measure(pipe: Pipeline, entries: list[dict], noises: int) -> dict:
                 edited = edit(entry["prompt"])
                 if edited is None:
                     continue
-                errors = velocity_errors(pipe, latents, entry["prompt"], edited, noises)
+                errors = velocity_errors(
+                    pipe, latents, entry["prompt"], edited, noises, given_frames
+                )
                 gaps[name].append((errors[1] - errors[0]).mean(axis=-1))  # (len(TIMES),)
     result = {}
     for name, rows in gaps.items():
@@ -142,16 +164,24 @@ def main() -> None:
     parser.add_argument("--suite", default="suite", help="WorldBench suite: suite or heldout")
     parser.add_argument("--n", type=int, default=32, help="scenes measured (see above)")
     parser.add_argument("--noises", type=int, default=4, help="noise draws per scene and t")
+    parser.add_argument(
+        "--given-frames",
+        type=int,
+        default=0,
+        help="latent frames given clean, as the modes give them (1: image to video's frame 0)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="benchmarks/results/text_sensitivity.json")
     args = parser.parse_args()
+    if args.given_frames < 0:
+        parser.error(f"--given-frames must be >= 0, got {args.given_frames}")
     torch.set_num_threads(args.threads)
     entries = measured_entries(args.suite, args.n)
     start = time.perf_counter()
     models = {}
     for model in args.model or [None]:
         pipe = Pipeline.from_pretrained(model)
-        models[model or "models/default"] = measure(pipe, entries, args.noises)
+        models[model or "models/default"] = measure(pipe, entries, args.noises, args.given_frames)
     print(f"{'model':<28}{'edit':<12}{'scenes':>7}" + "".join(f"{f't={t}':>16}" for t in TIMES))
     for model, edits in models.items():
         for name, row in edits.items():
@@ -166,6 +196,7 @@ def main() -> None:
             "suite": args.suite,
             "n": len(entries),
             "noises": args.noises,
+            "given_frames": args.given_frames,
             "times": TIMES,
             "threads": args.threads,
         },
