@@ -340,8 +340,7 @@ def reverse_world_directions(text: str) -> str | None:
     words: each phrase becomes the one in its place under the opposite direction ("the view slides
     upward" -> "the view slides down", "glides leftward" -> "glides rightward"; zooms in and out
     swap too). So a world caption's reverse reads like another world caption, where a word-for-word
-    reversal can write phrases the world never does. None when the
-    text names no direction."""
+    reversal can write phrases the world never does. None when the text names no direction."""
 
     def swap(match: re.Match[str]) -> str:
         found = match.group(0)
