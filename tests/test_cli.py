@@ -109,6 +109,17 @@ def test_world_make_one_size(capsys, tmp_path):
         assert (info.width, info.height, info.num_frames) == (96, 64, 33)
 
 
+def test_world_make_cycles_the_cameras_it_is_given(capsys, tmp_path):
+    out = tmp_path / "w"
+    args = ["world", "make", "--n", "4", "--out", str(out), "--frames", "9", "--workers", "1"]
+    code, _, err = run(capsys, *args, "--cameras", "pan left, Pan Up")
+    assert code == 0, err
+    records = read_manifest(out / MANIFEST)
+    assert [r["spec"]["camera"] for r in records] == ["pan left", "pan up"] * 2
+    code, _, err = run(capsys, *args, "--cameras", "pan sideways")
+    assert code != 0 and "'pan sideways' is not a camera move" in err and "'zoom in'" in err
+
+
 def test_world_make_cycles_sizes(capsys, tmp_path):
     out = tmp_path / "w"
     args = ["world", "make", "--n", "3", "--out", str(out), "--frames", "5", "--workers", "1"]

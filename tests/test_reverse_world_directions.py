@@ -1,30 +1,16 @@
 """Reversing a world text's directions in the world's own words: the reverse of a scene's prompt
 or caption is what the world writes for the reversed scene."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from kinema.world.captions import (
-    OPPOSITE_CAMERA,
-    OPPOSITE_DIRECTION,
     detailed_caption,
     reverse_world_directions,
+    reversed_scene,
     short_prompt,
 )
 from kinema.world.sampler import sample_scene
-from kinema.world.spec import SceneSpec
-
-
-def reversed_scene(spec: SceneSpec) -> SceneSpec:
-    """Every object's direction and the camera's move turned round (positions kept)."""
-    objects = [
-        dataclasses.replace(o, direction=OPPOSITE_DIRECTION[o.direction]) if o.direction else o
-        for o in spec.objects
-    ]
-    camera = OPPOSITE_CAMERA.get(spec.camera, spec.camera)
-    return dataclasses.replace(spec, objects=objects, camera=camera)
 
 
 @pytest.mark.parametrize("write", [short_prompt, detailed_caption])

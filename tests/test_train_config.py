@@ -90,6 +90,11 @@ def test_unknown_keys_name_the_key_and_the_valid_ones(tmp_path, text, overrides,
         ("model.overrides.hidden=30", r"hidden \(30\) must be divisible by heads"),
         ("ema_decay=1.0", r"ema_decay must be in \[0, 1\)"),
         ("model.timestep_shift=0", r"model.timestep_shift must be positive, got 0"),
+        (
+            "model.high_noise_fraction=1.5",
+            r"model.high_noise_fraction must be in \[0, 1\], got 1.5",
+        ),
+        ("model.high_noise_min=1", r"model.high_noise_min must be in \[0, 1\), got 1"),
         ("optim.decay_steps=0", r"optim.decay_steps must be positive, got 0"),
         (
             "samples.solver=rk4",

@@ -1,10 +1,12 @@
-"""The training objective's timesteps: the token-count shift by default, a fixed one when set."""
+"""The training objective's timesteps: the token-count shift by default, a fixed one when set,
+and an optional share of clips drawn from the top of the noise range."""
 
+import pytest
 import torch
 
 from kinema.diffusion import TrainingSample
 from kinema.flow import sample_logit_normal, shift_timesteps, token_shift
-from kinema.train.config import PRESETS
+from kinema.train.config import PRESETS, ConfigError, load_config
 from kinema.train.export import model_index
 from kinema.train.loss import clip_generator, noisy_batch
 
@@ -51,3 +53,40 @@ def test_exported_model_samples_with_the_training_shift():
     config = PRESETS["world-tiny"]
     assert config.model.timestep_shift == 3.0
     assert model_index(config, step=1).defaults.shift == config.model.timestep_shift
+
+
+def test_a_sampling_shift_overrides_the_training_one_in_the_export():
+    config = load_config(None, ["model.timestep_shift=30", "samples.shift=3"], preset="world-tiny")
+    assert model_index(config, step=1).defaults.shift == 3.0
+    with pytest.raises(ConfigError, match=r"samples\.shift must be positive"):
+        load_config(None, ["samples.shift=0"], preset="world-tiny")
+
+
+def _high_noise_times(fraction: float, clips: int = 200) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    samples = [
+        TrainingSample(torch.randn(4, 2, 4, 4, generator=g), torch.zeros(0, 16))
+        for _ in range(clips)
+    ]
+    generators = [clip_generator(0, 3, i) for i in range(clips)]
+    batch = noisy_batch(samples, PATCH, generators, shift=3.0, high_noise_fraction=fraction)
+    return torch.stack([batch.timesteps[batch.sample_ids == i][0] for i in range(clips)])
+
+
+def test_high_noise_share_moves_that_share_of_clips_to_the_top_band():
+    plain = _high_noise_times(0.0)
+    assert (
+        float((plain >= 0.97).float().mean()) < 0.05
+    )  # the shifted logit-normal seldom goes there
+    everything = _high_noise_times(1.0)
+    assert bool(((everything >= 0.97) & (everything < 1.0)).all())
+    share = float((_high_noise_times(0.5) >= 0.97).float().mean())
+    assert 0.35 < share < 0.65, share
+
+
+def test_no_high_noise_share_draws_as_before():
+    generators = [clip_generator(0, 7, i) for i in range(2)]
+    before = noisy_batch(_samples(), PATCH, generators, shift=3.0)
+    generators = [clip_generator(0, 7, i) for i in range(2)]
+    off = noisy_batch(_samples(), PATCH, generators, shift=3.0, high_noise_fraction=0.0)
+    assert torch.equal(before.tokens, off.tokens) and torch.equal(before.timesteps, off.timesteps)

@@ -154,6 +154,11 @@ def _add_world(commands) -> None:
         action="store_true",
         help="leave out WorldBench's held-out (color, shape) pairs (for training sets)",
     )
+    p.add_argument(
+        "--cameras",
+        default=None,
+        help="only these camera moves, cycled, e.g. 'pan left,pan right' (default: drawn)",
+    )
     p = _command(world, "render", "render a prompt's scene with the world", run_world_render)
     p.add_argument("prompt", help='a prompt in the world\'s words ("a red ball bounces")')
     p.add_argument("-o", "--out", required=True, help="output .mp4 (a .json sidecar beside it)")
@@ -170,7 +175,7 @@ def _add_world(commands) -> None:
 
 
 def run_world_make(args: argparse.Namespace) -> int:
-    from kinema.world.dataset import make_world, parse_size
+    from kinema.world.dataset import make_world, parse_camera, parse_size
 
     if args.sizes is not None and (args.width is not None or args.height is not None):
         raise ValueError("give either --sizes or --width/--height, not both")
@@ -180,6 +185,7 @@ def run_world_make(args: argparse.Namespace) -> int:
         width = 64 if args.width is None else args.width
         height = 64 if args.height is None else args.height
         sizes = [parse_size(f"{width}x{height}")]
+    cameras = [] if args.cameras is None else [parse_camera(c) for c in args.cameras.split(",")]
     manifest = make_world(
         args.out,
         args.n,
@@ -189,6 +195,7 @@ def run_world_make(args: argparse.Namespace) -> int:
         args.fps,
         workers=args.workers,
         exclude_heldout=args.exclude_heldout,
+        cameras=cameras,
     )
     print(manifest)
     return 0

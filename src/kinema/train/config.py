@@ -97,6 +97,11 @@ class ModelConfig:
     # None: kinema.flow.token_shift of each clip's token count. Larger values train and sample
     # more at high noise, where a clip's layout is decided.
     timestep_shift: float | None = None
+    # share of clips whose t is drawn uniformly from [high_noise_min, 1) instead: the shifted
+    # logit-normal almost never trains the first sampling steps (P(t >= 0.99) is about 2e-4 at
+    # shift 3), where which way a scene moves is decided (docs/training.md, "High-noise share")
+    high_noise_fraction: float = 0.0
+    high_noise_min: float = 0.97
     # start a new run from these DiT weights: a run folder (EMA of its latest checkpoint), a
     # checkpoint folder or a model folder; parts the preset adds keep their initial values.
     # A run that resumes from its own checkpoint ignores it.
@@ -161,6 +166,9 @@ class SampleConfig:
     seed: int = 0  # noise seed: the same noise at every sampling step
     image_first: bool = False  # exported models make t2v's frame 0 as an image first
     solver: str = "euler"  # euler | heun | stochastic (kinema.sampling.Solver); exported too
+    # sampling timestep shift, exported too (None: model.timestep_shift, the training one); a run
+    # that trains at another shift than it should sample at sets both
+    shift: float | None = None
 
 
 @dataclass
@@ -578,6 +586,16 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"model.patch must be positive, got {config.model.patch}")
     if config.model.timestep_shift is not None:
         _positive(config.model.timestep_shift, "model.timestep_shift")
+    if config.samples.shift is not None:
+        _positive(config.samples.shift, "samples.shift")
+    if not 0.0 <= config.model.high_noise_fraction <= 1.0:
+        raise ConfigError(
+            f"model.high_noise_fraction must be in [0, 1], got {config.model.high_noise_fraction}"
+        )
+    if not 0.0 <= config.model.high_noise_min < 1.0:
+        raise ConfigError(
+            f"model.high_noise_min must be in [0, 1), got {config.model.high_noise_min}"
+        )
     if config.stage == Stage.VAE:
         if config.parallel.strategy != Strategy.NONE:
             raise ConfigError("stage vae runs in one process: set parallel.strategy to none")

@@ -22,7 +22,15 @@ from kinema.train.config import DataSource, TrainConfig, data_config, load_confi
 from kinema.transformer import DiT
 from kinema.video import write_video
 
-__all__ = ["export_model", "export_run", "model_index", "render_prompts"]
+__all__ = ["export_model", "export_run", "model_index", "render_prompts", "sampling_shift"]
+
+
+def sampling_shift(config: TrainConfig) -> float | None:
+    """The timestep shift a run's samples and exported model sample at: `samples.shift`, else the
+    training shift `model.timestep_shift` (None: the token-count shift)."""
+    if config.samples.shift is not None:
+        return config.samples.shift
+    return config.model.timestep_shift
 
 
 def model_index(config: TrainConfig, step: int) -> ModelIndex:
@@ -40,7 +48,7 @@ def model_index(config: TrainConfig, step: int) -> ModelIndex:
             num_inference_steps=s.steps,
             guidance_scale=s.guidance_scale,
             given_guidance_scale=s.given_guidance_scale,
-            shift=config.model.timestep_shift,
+            shift=sampling_shift(config),
             image_first=s.image_first,
             solver=s.solver,
         ),
@@ -138,7 +146,7 @@ def render_prompts(
             patch,
             steps=s.steps,
             guidance_scale=s.guidance_scale,
-            shift=config.model.timestep_shift,
+            shift=sampling_shift(config),
             solver=Solver.parse(s.solver),
             generator=torch.Generator().manual_seed(s.seed + i),
         )

@@ -84,9 +84,13 @@ def noisy_batch(
     logit_mean: float = 0.0,
     logit_std: float = 1.0,
     shift: float | None = None,
+    high_noise_fraction: float = 0.0,
+    high_noise_min: float = 0.97,
 ) -> FlowBatch:
     """Pack clips and noise each to its own t with its own generator; t is shifted by `shift`,
-    or by the clip's token count (`kinema.flow.token_shift`) when it is None."""
+    or by the clip's token count (`kinema.flow.token_shift`) when it is None. A share
+    `high_noise_fraction` of clips instead draw t uniformly from [high_noise_min, 1) (with 0, the
+    generators are drawn exactly as before the option existed)."""
     if len(generators) != len(samples):
         raise ValueError(f"need one generator per clip, got {len(generators)} for {len(samples)}")
     batch = pack_batch(samples, patch)
@@ -95,7 +99,12 @@ def noisy_batch(
     t_clips, noise = [], []
     for n, g in zip(packed.lengths, generators, strict=True):
         t = sample_logit_normal((1,), logit_mean, logit_std, g)  # (1,)
-        t_clips.append(shift_timesteps(t, token_shift(n) if shift is None else shift))
+        t = shift_timesteps(t, token_shift(n) if shift is None else shift)
+        if high_noise_fraction > 0:
+            pick, u = torch.rand(2, generator=g, device=g.device)
+            if pick < high_noise_fraction:
+                t = (high_noise_min + (1 - high_noise_min) * u).reshape(1)
+        t_clips.append(t)
         noise.append(torch.randn((n, x0.shape[1]), generator=g))  # (n, D)
     t_clip = torch.cat(t_clips)  # (B,)
     noise = torch.cat(noise)  # (N, D)

@@ -226,7 +226,14 @@ class Trainer:
             return placeholder_batch(self.dit_config.in_dim, self.dit_config.text_dim), 0
         indices = range(info.rank, info.rank + len(samples) * info.world_size, info.world_size)
         generators = [clip_generator(cfg.seed, step, i) for i in indices]
-        batch = noisy_batch(samples, self.patch, generators, shift=cfg.model.timestep_shift)
+        batch = noisy_batch(
+            samples,
+            self.patch,
+            generators,
+            shift=cfg.model.timestep_shift,
+            high_noise_fraction=cfg.model.high_noise_fraction,
+            high_noise_min=cfg.model.high_noise_min,
+        )
         return batch, batch.num_tokens
 
     def train_step(self, step: int) -> StepResult:

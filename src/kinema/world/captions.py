@@ -9,6 +9,7 @@ a tone or a color; a colored floor is named in the short prompt too ("bounces on
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -302,6 +303,17 @@ OPPOSITE_CAMERA: dict[Camera, Camera] = {
     Camera.ZOOM_IN: Camera.ZOOM_OUT,
 }
 OPPOSITE_CAMERA |= {b: a for a, b in OPPOSITE_CAMERA.items()}
+
+
+def reversed_scene(spec: SceneSpec) -> SceneSpec:
+    """``spec`` with every object's direction and the camera's move turned round (starts kept):
+    the scene whose world text ``reverse_world_directions`` writes."""
+    objects = [
+        dataclasses.replace(o, direction=OPPOSITE_DIRECTION[o.direction]) if o.direction else o
+        for o in spec.objects
+    ]
+    camera = OPPOSITE_CAMERA.get(spec.camera, spec.camera)
+    return dataclasses.replace(spec, objects=objects, camera=camera)
 
 
 def _mirrored_phrases() -> dict[str, str]:

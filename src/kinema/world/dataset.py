@@ -26,7 +26,7 @@ from kinema.video import write_video
 from kinema.world.captions import detailed_caption, short_prompt
 from kinema.world.render import render_scene
 from kinema.world.sampler import sample_scene
-from kinema.world.spec import SceneSpec
+from kinema.world.spec import Camera, SceneSpec
 from kinema.world.suite import HELDOUT_PAIRS
 
 MANIFEST = "manifest.jsonl"
@@ -43,6 +43,7 @@ class ClipRequest:
     num_frames: int
     fps: float
     exclude_heldout: bool = False  # leave out WorldBench's held-out (color, shape) pairs
+    camera: Camera | None = None  # this camera move (None: drawn like everything else)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -59,12 +60,27 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def parse_camera(text: str) -> Camera:
+    """'pan left' → Camera.PAN_LEFT; raises ValueError naming the text and the valid moves."""
+    try:
+        return Camera(text.strip().lower())
+    except ValueError:
+        valid = ", ".join(repr(c.value) for c in Camera)
+        raise ValueError(f"camera {text!r} is not a camera move; valid: {valid}") from None
+
+
 def clip_record(request: ClipRequest) -> tuple[SceneSpec, dict[str, Any]]:
     """The spec and the manifest fields (less the path) of one clip; pure and deterministic."""
     rng = np.random.default_rng([request.seed, request.index])
     exclude = HELDOUT_PAIRS if request.exclude_heldout else ()
     spec = sample_scene(
-        rng, request.width, request.height, request.num_frames, request.fps, exclude_pairs=exclude
+        rng,
+        request.width,
+        request.height,
+        request.num_frames,
+        request.fps,
+        camera=request.camera,
+        exclude_pairs=exclude,
     )
     spec.extras.update(seed=request.seed, index=request.index)
     text_rng = np.random.default_rng([request.seed, request.index, 1])
@@ -100,11 +116,14 @@ def make_world(
     workers: int | None = None,
     progress: bool = True,
     exclude_heldout: bool = False,
+    cameras: Sequence[Camera] = (),
 ) -> Path:
     """Render `n` clips into `out_dir` and write its manifest; returns the manifest's path.
 
-    Clip `i` uses `sizes[i % len(sizes)]`. Paths in the manifest are relative to `out_dir`.
-    `exclude_heldout` leaves WorldBench's held-out (color, shape) pairs out of every scene.
+    Clip `i` uses `sizes[i % len(sizes)]` and, when `cameras` names any, the camera move
+    `cameras[i % len(cameras)]` (a set of pans only, say); else its camera is drawn. Paths in the
+    manifest are relative to `out_dir`. `exclude_heldout` leaves WorldBench's held-out (color,
+    shape) pairs out of every scene.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -117,7 +136,18 @@ def make_world(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [
-        (ClipRequest(i, seed, *sizes[i % len(sizes)], num_frames, fps, exclude_heldout), str(out))
+        (
+            ClipRequest(
+                i,
+                seed,
+                *sizes[i % len(sizes)],
+                num_frames,
+                fps,
+                exclude_heldout,
+                cameras[i % len(cameras)] if cameras else None,
+            ),
+            str(out),
+        )
         for i in range(n)
     ]
     workers = workers or min(os.cpu_count() or 1, 8)
