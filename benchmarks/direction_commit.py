@@ -34,7 +34,7 @@ from kinema.pipeline import Pipeline
 from kinema.world.captions import reverse_world_directions, reversed_scene
 from kinema.world.render import render_scene
 from kinema.world.spec import SceneSpec
-from kinema.world.suite import load_suite
+from kinema.world.suite import direction_entries
 
 TIMES = (1.0, 0.99, 0.97, 0.95, 0.9)
 CELLS = ("true_prompt_to_true", "true_prompt_to_reversed", "reversed_prompt_to_true",
@@ -84,6 +84,11 @@ def measure(pipe: Pipeline, entries: list[dict]) -> dict:
                     pred = predicted_clip(pipe, x_t, positions, timesteps, prompt)[~given]
                     for c, clip in enumerate((x0, xr)):
                         cells[s, i, 2 * p + c] = float((pred - clip[~given]).square().mean())
+    if not kept:
+        raise ValueError(
+            f"none of the {len(entries)} scenes has a reversed twin the world can render "
+            "(colliding objects turned round move apart); measure more scenes (--n)"
+        )
     mean = cells[kept].mean(axis=0)  # (len(TIMES), len(CELLS))
     return {
         "scenes": len(kept),
@@ -105,7 +110,7 @@ def main() -> None:
     parser.add_argument("--json", default="benchmarks/results/direction_commit.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    entries = [e for e in load_suite(args.suite) if reverse_world_directions(e["prompt"])][: args.n]
+    entries = direction_entries(args.suite, args.n)
     start = time.perf_counter()
     models = {}
     for model in args.model or [None]:

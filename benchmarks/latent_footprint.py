@@ -34,10 +34,10 @@ import torch
 from tqdm import tqdm
 
 from kinema.pipeline import Pipeline
-from kinema.world.captions import reverse_world_directions, reversed_scene
+from kinema.world.captions import reversed_scene
 from kinema.world.render import render_scene
 from kinema.world.spec import Color, SceneSpec, Shape
-from kinema.world.suite import load_suite
+from kinema.world.suite import direction_entries
 
 _COLORS = list(Color)
 _SHAPES = list(Shape)
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--json", default="benchmarks/results/latent_footprint.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    entries = [e for e in load_suite(args.suite) if reverse_world_directions(e["prompt"])][: args.n]
+    entries = direction_entries(args.suite, args.n)
     start = time.perf_counter()
     pipe = Pipeline.from_pretrained(args.model)
     result = measure(pipe, entries)

@@ -51,7 +51,7 @@ from kinema.pipeline import Pipeline
 from kinema.world.captions import SHAPE_WORDS, reverse_world_directions
 from kinema.world.render import render_scene
 from kinema.world.spec import Color, SceneSpec
-from kinema.world.suite import load_suite
+from kinema.world.suite import direction_entries
 
 TIMES = (0.95, 0.85, 0.7, 0.5, 0.3)
 _COLORS = [c.value for c in Color]
@@ -84,11 +84,6 @@ def next_shapes(text: str) -> str | None:
 
 
 EDITS = {"directions": reverse_world_directions, "colors": next_colors, "shapes": next_shapes}
-
-
-def measured_entries(suite: str, n: int) -> list[dict]:
-    """The first `n` entries of `suite` whose prompt names a direction."""
-    return [e for e in load_suite(suite) if reverse_world_directions(e["prompt"])][:n]
 
 
 def velocity_errors(
@@ -176,7 +171,7 @@ def main() -> None:
     if args.given_frames < 0:
         parser.error(f"--given-frames must be >= 0, got {args.given_frames}")
     torch.set_num_threads(args.threads)
-    entries = measured_entries(args.suite, args.n)
+    entries = direction_entries(args.suite, args.n)
     start = time.perf_counter()
     models = {}
     for model in args.model or [None]:

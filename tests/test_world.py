@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from kinema.video import read_video
+from kinema.world.captions import reverse_world_directions
 from kinema.world.dataset import (
     MANIFEST,
     ClipRequest,
@@ -59,7 +60,13 @@ from kinema.world.spec import (
     Speed,
     Tone,
 )
-from kinema.world.suite import HELDOUT_PAIRS, build_heldout_suite, has_heldout_pair, load_suite
+from kinema.world.suite import (
+    HELDOUT_PAIRS,
+    build_heldout_suite,
+    direction_entries,
+    has_heldout_pair,
+    load_suite,
+)
 
 SIZES = [(64, 64), (96, 64), (64, 96), (48, 80)]
 REQUIRED_FIELDS = ("path", "prompt", "caption", "spec", "width", "height", "frames", "fps")
@@ -802,6 +809,16 @@ def test_parse_size():
 
 
 # --- suite -------------------------------------------------------------------------------------
+
+
+def test_direction_entries_are_the_suite_prompts_that_name_a_direction_in_order():
+    suite = load_suite()
+    every = direction_entries()
+    assert 0 < len(every) < len(suite)
+    assert [e["id"] for e in every] == [e["id"] for e in suite if e in every]
+    assert all(reverse_world_directions(e["prompt"]) for e in every)
+    assert not any(reverse_world_directions(e["prompt"]) for e in suite if e not in every)
+    assert direction_entries("suite", 5) == every[:5]
 
 
 def test_suite_is_stratified_and_well_formed():

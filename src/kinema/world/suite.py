@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from kinema.world.captions import detailed_caption, short_prompt
+from kinema.world.captions import detailed_caption, reverse_world_directions, short_prompt
 from kinema.world.sampler import Scenario, sample_scene
 from kinema.world.spec import Camera, Color, SceneSpec, Shape
 
@@ -105,3 +105,10 @@ def load_suite(name: str = "suite") -> list[dict[str, Any]]:
         raise ValueError(f"unknown suite {name!r}; valid: 'suite', 'heldout'")
     text = resources.files("kinema.world").joinpath(f"{name}.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def direction_entries(name: str = "suite", n: int | None = None) -> list[dict[str, Any]]:
+    """The first `n` entries (all with None) of a suite whose prompt names a direction: the
+    scenes the direction benchmarks measure (`reverse_world_directions` can reverse them)."""
+    entries = [e for e in load_suite(name) if reverse_world_directions(e["prompt"])]
+    return entries if n is None else entries[:n]
