@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from kinema.compression.vae import PRESETS, CausalVAE
-from kinema.hub import ModelIndex, ModelIntegrityError, load_model, read_index, save_model
+from kinema.hub import (
+    DEFAULT_MODEL_DIR,
+    ModelIndex,
+    ModelIntegrityError,
+    load_model,
+    read_index,
+    save_model,
+    verify_model,
+)
 from kinema.transformer import DiT, get_preset
 
 
@@ -90,3 +98,11 @@ def test_a_broken_index_names_what_is_wrong(tmp_path):
     index_path.write_text(json.dumps({**good, "defaults": {"stepz": 3}}))
     with pytest.raises(ValueError, match=r"stepz.*valid defaults: .*num_inference_steps"):
         read_index(folder)
+
+
+def test_the_shipped_model_fits_its_60_mb_and_passes_its_hashes():
+    if not (DEFAULT_MODEL_DIR / "model_index.json").is_file():
+        pytest.skip(f"no shipped model at {DEFAULT_MODEL_DIR}")
+    verify_model(DEFAULT_MODEL_DIR)  # every file listed, every hash right
+    total = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
+    assert total <= 60_000_000, f"{total:,} bytes"

@@ -548,6 +548,8 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
         "loop",
     }
     assert rows["connect"]["seam_ratio_mean"] > 0 and rows["i2v"]["given_psnr"] > 0
+    for mode in ("i2v", "connect", "loop"):
+        assert 0 < rows[mode]["seam_ratio_median"] <= rows[mode]["seam_ratio_max"], mode
     assert (
         rows["t2v"]["seam_ratio_mean"] is None and rows["t2v"]["unblended_seam_ratio_mean"] is None
     )

@@ -8,6 +8,10 @@ A Kinema model folder (``models/default`` is the shipped one)::
     vae/model.safetensors
     transformer/config.json
     transformer/model.safetensors
+    transformer_high/model.safetensors
+                            optional: a high-noise expert (kinema.transformer.experts) for the
+                            sampling steps from t >= ``high_noise_boundary``, stored as the
+                            tensors that differ from transformer/'s (the rest are shared)
     README.md               the model card (optional)
 
 `save_model` writes the whole folder into a temporary directory and renames it into place, so a
@@ -33,6 +37,7 @@ from kinema.modes import mode_guidance
 from kinema.sampling import Solver
 from kinema.text import sha256_file
 from kinema.transformer import DiT, DiTConfig
+from kinema.transformer.experts import TimestepExperts, share_parameters
 from kinema.transformer.layers import AttentionBackend
 
 __all__ = [
@@ -44,9 +49,11 @@ __all__ = [
     "ModelIntegrityError",
     "ModelLimits",
     "load_dit",
+    "load_expert",
     "load_model",
     "save_dit",
     "save_model",
+    "verify_model",
 ]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "default"
@@ -56,6 +63,7 @@ FORMAT_VERSION = 1
 DIT_KIND = "kinema.DiT"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+EXPERT_FOLDER = "transformer_high"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -106,6 +114,8 @@ class ModelIndex:
     defaults: GenerationDefaults = field(default_factory=GenerationDefaults)
     limits: ModelLimits = field(default_factory=ModelLimits)
     files: dict[str, str] = field(default_factory=dict)  # relative path -> SHA-256 (on save)
+    # sampling steps from t >= this use the high-noise expert in transformer_high/; None: no expert
+    high_noise_boundary: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # free-form: training run, figures
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,14 +136,23 @@ class ModelIndex:
             defaults=GenerationDefaults(**d.get("defaults", {})),
             limits=ModelLimits(**d.get("limits", {})),
             files=dict(d.get("files", {})),
+            high_noise_boundary=_boundary(d.get("high_noise_boundary")),
             extra=dict(d.get("extra", {})),
         )
+
+
+def _boundary(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or not 0.0 < value <= 1.0:
+        raise ValueError(f"high_noise_boundary must be a number in (0, 1] or null, got {value!r}")
+    return float(value)
 
 
 @dataclass
 class LoadedModel:
     vae: CausalVAE
-    dit: DiT
+    dit: DiT | TimestepExperts  # the pair when the folder has a high-noise expert
     index: ModelIndex
     directory: Path
 
@@ -207,9 +226,20 @@ def save_model(
     index: ModelIndex,
     dit_dtype: torch.dtype | None = None,
     model_card: str | None = None,
+    high_noise_dit: DiT | None = None,
+    int8_delta: bool = False,
 ) -> Path:
     """Write a whole model folder atomically; returns its path. ``dit_dtype=torch.bfloat16``
-    halves the transformer's size on disk (it is loaded back as float32)."""
+    halves the transformer's size on disk (it is loaded back as float32). `high_noise_dit`, with
+    ``index.high_noise_boundary`` set, is stored as a high-noise expert: the tensors in which it
+    differs from `dit` (at ``dit_dtype``); with `int8_delta` its matrices as int8 differences
+    from `dit`'s, one float32 scale per row (a quarter of float32's bytes, half of bfloat16's)."""
+    if (high_noise_dit is None) != (index.high_noise_boundary is None):
+        raise ValueError(
+            "a high-noise expert needs index.high_noise_boundary and the boundary needs the "
+            f"expert; got boundary {index.high_noise_boundary} and "
+            f"{'no expert' if high_noise_dit is None else 'an expert'}"
+        )
     with atomic_directory(directory) as tmp:
         vae.save_pretrained(tmp / "vae")
         save_dit(dit, tmp / "transformer", dtype=dit_dtype)
@@ -217,11 +247,85 @@ def save_model(
         for sub in ("vae", "transformer"):
             for name in (CONFIG_NAME, WEIGHTS_NAME):
                 files[f"{sub}/{name}"] = sha256_file(tmp / sub / name)
+        if high_noise_dit is not None:
+            path = _save_expert(high_noise_dit, dit, tmp / EXPERT_FOLDER, dit_dtype, int8_delta)
+            files[f"{EXPERT_FOLDER}/{WEIGHTS_NAME}"] = sha256_file(path)
         index = dataclasses.replace(index, files=files)
         (tmp / INDEX_NAME).write_text(json.dumps(index.to_dict(), indent=2) + "\n")
         if model_card is not None:
             (tmp / "README.md").write_text(model_card)
     return Path(directory)
+
+
+DELTA, SCALE = ".delta_int8", ".delta_scale"  # an int8 row delta's two tensors in an expert file
+
+
+def _save_expert(
+    expert: DiT, base: DiT, directory: Path, dtype: torch.dtype | None, int8_delta: bool
+) -> Path:
+    """Write the tensors in which `expert` differs from `base` (both at `dtype`): whole, or with
+    `int8_delta` each matrix as its difference from `base`'s in int8, one scale per row."""
+    if expert.config != base.config:
+        raise ValueError(
+            f"the high-noise expert's DiT config {expert.config} differs from the model's "
+            f"{base.config}: an expert is a fine-tune of the model it joins"
+        )
+    base_tensors = _finite_tensors(base, dtype, "the transformer")
+    exact = _finite_tensors(expert, None, "the high-noise expert")
+    own = {}
+    for name, tensor in exact.items():
+        stored = tensor if dtype is None else tensor.to(dtype)
+        if torch.equal(stored, base_tensors[name]):
+            continue
+        if int8_delta and tensor.ndim == 2 and tensor.is_floating_point():
+            delta = tensor.float() - base_tensors[name].float()  # from the base as it loads
+            scale = delta.abs().amax(dim=1, keepdim=True) / 127  # (rows, 1)
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            own[name + DELTA] = (delta / scale).round().clamp(-127, 127).to(torch.int8)
+            own[name + SCALE] = scale
+        else:
+            own[name] = stored
+    if not own:
+        raise ValueError("the high-noise expert equals the model it joins: nothing to store")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / WEIGHTS_NAME
+    save_file(own, str(path), metadata={"format": "pt", "shares": "transformer"})
+    return path
+
+
+def load_expert(directory: str | Path, base: DiT) -> DiT:
+    """The high-noise expert of a model folder: `base` with the expert's own tensors in place of
+    its own (an int8 row delta added to `base`'s), every other parameter shared with `base`."""
+    path = Path(directory) / EXPERT_FOLDER / WEIGHTS_NAME
+    try:
+        stored = load_file(str(path), device=str(next(base.parameters()).device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"corrupt or unreadable safetensors file {path}: {e}") from e
+    state = base.state_dict()
+    own = {}
+    for key, tensor in stored.items():
+        if key.endswith(SCALE):
+            continue
+        if tensor.is_floating_point() and not tensor.isfinite().all():
+            raise ValueError(f"{path}: non-finite values in {key!r}")
+        name = key.removesuffix(DELTA)
+        if name not in state or state[name].shape != tensor.shape:
+            want = tuple(state[name].shape) if name in state else "no such tensor"
+            raise ValueError(
+                f"{path}: tensor {key!r} {tuple(tensor.shape)} does not fit the transformer "
+                f"({want}): the expert belongs to another model"
+            )
+        if key == name:
+            own[name] = tensor.float()
+            continue
+        scale = stored.get(name + SCALE)
+        if scale is None or scale.shape != (tensor.shape[0], 1) or not scale.isfinite().all():
+            raise ValueError(f"{path}: {key!r} needs a finite {name + SCALE!r} of one per row")
+        own[name] = state[name] + tensor.float() * scale.float()
+    expert = DiT(base.config).to(next(base.parameters()).device)
+    share_parameters(expert, base, own=set(own))
+    expert.load_state_dict({**state, **own}, strict=True)
+    return expert.eval()
 
 
 def read_index(directory: str | Path) -> ModelIndex:
@@ -254,12 +358,12 @@ def verify_model(directory: str | Path, index: ModelIndex | None = None) -> None
     index = index or read_index(directory)
     if not index.files:
         raise ModelIntegrityError(f"{directory / INDEX_NAME} lists no file hashes")
-    unlisted = [
-        f"{sub}/{name}"
-        for sub in ("vae", "transformer")
-        for name in (CONFIG_NAME, WEIGHTS_NAME)
-        if f"{sub}/{name}" not in index.files
+    required = [
+        f"{sub}/{name}" for sub in ("vae", "transformer") for name in (CONFIG_NAME, WEIGHTS_NAME)
     ]
+    if index.high_noise_boundary is not None:
+        required.append(f"{EXPERT_FOLDER}/{WEIGHTS_NAME}")
+    unlisted = [rel for rel in required if rel not in index.files]
     if unlisted:
         raise ModelIntegrityError(
             f"{directory / INDEX_NAME} has no hash for {', '.join(unlisted)}: every weight and "
@@ -294,4 +398,6 @@ def load_model(
         verify_model(directory, index)
     vae = CausalVAE.from_pretrained(directory / "vae", device=device)
     dit = load_dit(directory / "transformer", device=device)
+    if index.high_noise_boundary is not None:
+        dit = TimestepExperts(dit, load_expert(directory, dit), index.high_noise_boundary)
     return LoadedModel(vae=vae, dit=dit, index=index, directory=directory)

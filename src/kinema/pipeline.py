@@ -101,6 +101,7 @@ from kinema.modes import blend_seams as blend_window_seams
 from kinema.sampling import Solver, timestep_schedule
 from kinema.text import TextEncoder, load_text_encoder
 from kinema.transformer import DiT
+from kinema.transformer.experts import TimestepExperts
 from kinema.video import (
     WRITE_EXTENSIONS,
     VideoError,
@@ -354,7 +355,7 @@ class Pipeline:
     def __init__(
         self,
         vae: CausalVAE,
-        dit: DiT,
+        dit: DiT | TimestepExperts,
         index: ModelIndex,
         text_encoder: TextEncoder,
         device: torch.device | str = "cpu",

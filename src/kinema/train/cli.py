@@ -3,6 +3,8 @@
     kinema train CONFIG.yaml [--set key=value ...]   train (resumes from the config's out_dir)
     kinema train plot RUN_DIR [--out loss.png]       draw the loss curve
     kinema train export RUN_DIR [--out DIR] [--bf16] EMA weights + VAE -> a model folder
+    kinema train export RUN_DIR --expert-of MODEL --out DIR [--boundary 0.9] [--bf16] [--int8-delta]
+                                                     MODEL + the run as its high-noise expert
 
 Under torchrun every process runs the same command:
 ``torchrun --nproc_per_node 2 -m kinema.cli train CONFIG.yaml --set parallel.strategy=ddp``.
@@ -60,6 +62,25 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="model folder to write (default RUN_DIR/model)")
     p.add_argument(
         "--bf16", action="store_true", help="store the transformer in bfloat16 (half the size)"
+    )
+    p.add_argument(
+        "--expert-of",
+        default=None,
+        metavar="MODEL",
+        help="write MODEL's folder with the run as its high-noise expert (only the tensors the "
+        "run changed are stored; needs --out)",
+    )
+    p.add_argument(
+        "--boundary",
+        type=float,
+        default=None,
+        help="with --expert-of: the expert samples every step from t >= this (default 0.9)",
+    )
+    p.add_argument(
+        "--int8-delta",
+        action="store_true",
+        help="with --expert-of: store the expert's matrices as int8 differences from MODEL's, "
+        "one scale per row (half the size of bfloat16)",
     )
     return p
 
@@ -123,10 +144,21 @@ def run_plot(argv: Sequence[str]) -> int:
 def run_export(argv: Sequence[str]) -> int:
     import torch
 
-    from kinema.train.export import export_run
+    from kinema.train.export import DEFAULT_BOUNDARY, export_expert, export_run
 
     args = _export_parser().parse_args(argv)
-    print(export_run(args.run_dir, args.out, dit_dtype=torch.bfloat16 if args.bf16 else None))
+    dtype = torch.bfloat16 if args.bf16 else None
+    if args.expert_of is None:
+        if args.boundary is not None or args.int8_delta:
+            raise ValueError(
+                "--boundary and --int8-delta are the high-noise expert's: give --expert-of MODEL"
+            )
+        print(export_run(args.run_dir, args.out, dit_dtype=dtype))
+        return 0
+    if args.out is None:
+        raise ValueError("--expert-of writes a new model folder: give --out DIR")
+    boundary = DEFAULT_BOUNDARY if args.boundary is None else args.boundary
+    print(export_expert(args.run_dir, args.expert_of, args.out, boundary, dtype, args.int8_delta))
     return 0
 
 

@@ -102,6 +102,10 @@ class ModelConfig:
     # shift 3), where which way a scene moves is decided (docs/training.md, "High-noise share")
     high_noise_fraction: float = 0.0
     high_noise_min: float = 0.97
+    # fnmatch patterns of the DiT parameter names to train (e.g. "blocks.*.cross_attn.*"); the
+    # rest stay as built or loaded. Empty: train every parameter. A high-noise expert trained
+    # this way is stored as its trained tensors alone (`kinema train export --expert-of`).
+    trainable: tuple[str, ...] = ()
     # start a new run from these DiT weights: a run folder (EMA of its latest checkpoint), a
     # checkpoint folder or a model folder; parts the preset adds keep their initial values.
     # A run that resumes from its own checkpoint ignores it.

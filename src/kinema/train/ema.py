@@ -30,7 +30,8 @@ class EMA:
     def update(self, model: nn.Module, step: int) -> None:
         weight = 1.0 - self.decay_at(step)
         for name, p in model.named_parameters():
-            self.shadow[name].lerp_(p.detach().float(), weight)
+            if p.requires_grad:  # a frozen parameter's shadow stays its exact initial value
+                self.shadow[name].lerp_(p.detach().float(), weight)
 
     def full_state(self) -> dict[str, Tensor]:
         """Whole tensors on the CPU (gathers DTensor shards: call on every rank)."""

@@ -3,10 +3,13 @@
 `export_run(RUN_DIR, OUT)` takes the EMA weights of the run's latest checkpoint and the VAE its
 config names and writes a model folder with `kinema.hub.save_model` (hash-checked, loadable by
 `kinema.hub.load_model` and the pipeline). A finished run does this itself into ``OUT/model``.
+`export_expert(RUN_DIR, BASE, OUT, boundary)` writes BASE's model folder again with the run's
+weights added as its high-noise expert (`kinema.transformer.experts`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,17 @@ from kinema.train.config import DataSource, TrainConfig, data_config, load_confi
 from kinema.transformer import DiT
 from kinema.video import write_video
 
-__all__ = ["export_model", "export_run", "model_index", "render_prompts", "sampling_shift"]
+__all__ = [
+    "DEFAULT_BOUNDARY",
+    "export_expert",
+    "export_model",
+    "export_run",
+    "model_index",
+    "render_prompts",
+    "sampling_shift",
+]
+
+DEFAULT_BOUNDARY = 0.9  # the expert takes the steps from t >= 0.9 (at shift 3, the first 6 of 20)
 
 
 def sampling_shift(config: TrainConfig) -> float | None:
@@ -87,6 +100,54 @@ def export_run(
     from kinema.compression.vae import CausalVAE
 
     run_dir = Path(run_dir)
+    config, step, dit = _run_weights(run_dir)
+    vae = CausalVAE.from_pretrained(config.model.vae)
+    _check_trained_on(config, vae)
+    target = out if out is not None else run_dir / "model"
+    return export_model(target, dit, vae, config, step, dit_dtype)
+
+
+def export_expert(
+    run_dir: str | Path,
+    base: str | Path,
+    out: str | Path,
+    boundary: float = DEFAULT_BOUNDARY,
+    dit_dtype: torch.dtype | None = None,
+    int8_delta: bool = False,
+) -> Path:
+    """The model folder `base` (verified) with the EMA weights of `run_dir`'s latest checkpoint
+    as its high-noise expert from t >= `boundary` (one it had is replaced), written to `out`.
+    Only the tensors the run changed are stored (with `int8_delta`, its matrices as int8
+    differences from `base`'s: `kinema.hub.save_model`); the run must have used `base`'s VAE."""
+    from kinema.hub import load_model
+    from kinema.transformer.experts import TimestepExperts
+
+    config, step, expert = _run_weights(Path(run_dir))
+    model = load_model(base)
+    _check_trained_on(config, model.vae)
+    dit = model.dit.low if isinstance(model.dit, TimestepExperts) else model.dit
+    training = model_index(config, step).extra["training"]
+    training.update(boundary=boundary, trainable=list(config.model.trainable))
+    index = dataclasses.replace(
+        model.index,
+        high_noise_boundary=boundary,
+        extra={**model.index.extra, "high_noise_expert": training},
+    )
+    card = Path(base) / "README.md"
+    return save_model(
+        out,
+        model.vae,
+        dit,
+        index,
+        dit_dtype=dit_dtype,
+        model_card=card.read_text() if card.is_file() else None,
+        high_noise_dit=expert,
+        int8_delta=int8_delta,
+    )
+
+
+def _run_weights(run_dir: Path) -> tuple[TrainConfig, int, DiT]:
+    """A run's config, and the step and EMA weights of its latest checkpoint."""
     config = load_config(run_dir / "config.yaml")
     path = latest_checkpoint(run_dir)
     if path is None:
@@ -98,10 +159,7 @@ def export_run(
     ckpt = read_checkpoint(path)
     dit = DiT(config.model.dit_config())
     dit.load_state_dict(ckpt.ema, strict=True)
-    vae = CausalVAE.from_pretrained(config.model.vae)
-    _check_trained_on(config, vae)
-    target = out if out is not None else run_dir / "model"
-    return export_model(target, dit, vae, config, ckpt.step, dit_dtype)
+    return config, ckpt.step, dit
 
 
 def _check_trained_on(config: TrainConfig, vae: torch.nn.Module) -> None:

@@ -18,8 +18,11 @@ non-finite weights is never written.
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +103,28 @@ def _scalar(x: torch.Tensor) -> float:
     return float(full)
 
 
+def select_trainable(model: torch.nn.Module, patterns: Sequence[str]) -> list[str]:
+    """Freeze every parameter whose name matches none of the fnmatch `patterns` (none given:
+    train all); returns the names left trainable. A pattern that matches no parameter is an
+    error naming it, so a typo never freezes the whole model silently."""
+    names = [name for name, _ in model.named_parameters()]
+    if not patterns:
+        return names
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if unmatched:
+        modules = sorted({re.sub(r"^blocks\.\d+", "blocks.*", n.rsplit(".", 1)[0]) for n in names})
+        raise ValueError(
+            f"model.trainable: {unmatched} match no DiT parameter; the DiT's modules are "
+            f"{', '.join(modules)} (fnmatch patterns, e.g. 'blocks.*.cross_attn.*')"
+        )
+    trained = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(fnmatch.fnmatchcase(name, p) for p in patterns))
+        if param.requires_grad:
+            trained.append(name)
+    return trained
+
+
 class Trainer:
     """Owns the DiT, its optimizer and EMA, the data and the run folder; `run()` trains.
 
@@ -129,9 +154,10 @@ class Trainer:
         if config.model.init_from and latest_checkpoint(self.out) is None:  # not on resume
             tensors = initial_weights(config.model.init_from)
             self.fresh_parameters = load_initial_weights(self.model, tensors)
+        self.trained_parameters = select_trainable(self.model, config.model.trainable)
         self.forward_model = parallelize(self.model, config.parallel, self.info)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
+            [p for p in self.model.parameters() if p.requires_grad],
             lr=config.optim.lr,
             betas=config.optim.betas,
             weight_decay=config.optim.weight_decay,
