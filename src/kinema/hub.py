@@ -11,7 +11,9 @@ A Kinema model folder (``models/default`` is the shipped one)::
     transformer_high/model.safetensors
                             optional: a high-noise expert (kinema.transformer.experts) for the
                             sampling steps from t >= ``high_noise_boundary``, stored as the
-                            tensors that differ from transformer/'s (the rest are shared)
+                            tensors that differ from transformer/'s (the rest are shared), each
+                            whole or as NAME.delta_int8 + NAME.delta_scale (int8 differences
+                            from transformer/'s matrix, one float32 scale per row)
     README.md               the model card (optional)
 
 `save_model` writes the whole folder into a temporary directory and renames it into place, so a
@@ -64,6 +66,7 @@ DIT_KIND = "kinema.DiT"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 EXPERT_FOLDER = "transformer_high"
+DELTA, SCALE = ".delta_int8", ".delta_scale"  # an int8 row delta's two tensors in an expert file
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -255,9 +258,6 @@ def save_model(
         if model_card is not None:
             (tmp / "README.md").write_text(model_card)
     return Path(directory)
-
-
-DELTA, SCALE = ".delta_int8", ".delta_scale"  # an int8 row delta's two tensors in an expert file
 
 
 def _save_expert(
