@@ -17,6 +17,7 @@ from kinema.hub import ModelIndex, ModelIntegrityError, load_model, save_model
 from kinema.train import Trainer, load_config
 from kinema.train.checkpoint import latest_checkpoint
 from kinema.train.cli import main as train_main
+from kinema.train.export import _check_same_vae
 from kinema.train.trainer import select_trainable
 from kinema.transformer import DiT, get_preset
 from kinema.transformer.experts import TimestepExperts
@@ -168,9 +169,12 @@ def test_an_expert_and_its_boundary_come_together(tmp_path):
             tmp_path / "c", vae, base, ModelIndex(high_noise_boundary=0.9), high_noise_dit=base
         )
     index = ModelIndex().to_dict()
-    index["high_noise_boundary"] = 0
-    with pytest.raises(ValueError, match=r"high_noise_boundary must be a number in \(0, 1\]"):
-        ModelIndex.from_dict(index)
+    for bad in (0, "0.9", True):
+        index["high_noise_boundary"] = bad
+        with pytest.raises(ValueError, match=r"high_noise_boundary must be a number in \(0, 1\]"):
+            ModelIndex.from_dict(index)
+    with pytest.raises(ValueError, match=r"got 1\.5"):
+        ModelIndex(high_noise_boundary=1.5)  # nor is one written
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
@@ -243,5 +247,9 @@ def test_export_adds_a_run_as_the_high_noise_expert_of_a_model(tmp_path):
     ema = load_file(latest_checkpoint(run) / "ema.safetensors")
     for name, value in loaded.dit.high.state_dict().items():
         assert torch.equal(value, ema[name]), name
+    other_vae = CausalVAE(VAE_PRESETS["debug"]).save_pretrained(tmp_path / "other-vae")
+    with pytest.raises(ValueError, match="an expert must share the latents"):
+        _check_same_vae(str(other_vae), loaded.vae, base)
+    _check_same_vae(str(vae_dir), loaded.vae, base)  # the run's own VAE passes
     with pytest.raises(ValueError, match="give --expert-of MODEL"):
         train_main(["export", str(run), "--out", str(tmp_path / "x"), "--boundary", "0.9"])

@@ -121,6 +121,13 @@ class ModelIndex:
     high_noise_boundary: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # free-form: training run, figures
 
+    def __post_init__(self) -> None:
+        b = self.high_noise_boundary  # checked here, so a bad one is never written either
+        if b is not None and (
+            isinstance(b, bool) or not isinstance(b, int | float) or not 0 < b <= 1
+        ):
+            raise ValueError(f"high_noise_boundary must be a number in (0, 1] or null, got {b!r}")
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["patch"] = list(self.patch)
@@ -139,17 +146,9 @@ class ModelIndex:
             defaults=GenerationDefaults(**d.get("defaults", {})),
             limits=ModelLimits(**d.get("limits", {})),
             files=dict(d.get("files", {})),
-            high_noise_boundary=_boundary(d.get("high_noise_boundary")),
+            high_noise_boundary=d.get("high_noise_boundary"),
             extra=dict(d.get("extra", {})),
         )
-
-
-def _boundary(value: Any) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or not 0.0 < value <= 1.0:
-        raise ValueError(f"high_noise_boundary must be a number in (0, 1] or null, got {value!r}")
-    return float(value)
 
 
 @dataclass

@@ -18,11 +18,12 @@ import torch
 
 from kinema.compression.pixels import to_frames
 from kinema.diffusion import generate_latents
-from kinema.hub import GenerationDefaults, ModelIndex, save_model
+from kinema.hub import GenerationDefaults, ModelIndex, load_model, save_model
 from kinema.sampling import Solver
 from kinema.train.checkpoint import latest_checkpoint, read_checkpoint
 from kinema.train.config import DataSource, TrainConfig, data_config, load_config
 from kinema.transformer import DiT
+from kinema.transformer.experts import TimestepExperts
 from kinema.video import write_video
 
 __all__ = [
@@ -119,12 +120,11 @@ def export_expert(
     as its high-noise expert from t >= `boundary` (one it had is replaced), written to `out`.
     Only the tensors the run changed are stored (with `int8_delta`, its matrices as int8
     differences from `base`'s: `kinema.hub.save_model`); the run must have used `base`'s VAE."""
-    from kinema.hub import load_model
-    from kinema.transformer.experts import TimestepExperts
-
     config, step, expert = _run_weights(Path(run_dir))
     model = load_model(base)
     _check_trained_on(config, model.vae)
+    if config.data.source == DataSource.ONLINE:  # its latents came from model.vae itself
+        _check_same_vae(config.model.vae, model.vae, base)
     dit = model.dit.low if isinstance(model.dit, TimestepExperts) else model.dit
     training = model_index(config, step).extra["training"]
     training.update(boundary=boundary, trainable=list(config.model.trainable))
@@ -144,6 +144,19 @@ def export_expert(
         high_noise_dit=expert,
         int8_delta=int8_delta,
     )
+
+
+def _check_same_vae(run_vae: str, vae: torch.nn.Module, base: str | Path) -> None:
+    from kinema.compression.vae import CausalVAE
+
+    theirs = CausalVAE.from_pretrained(run_vae).state_dict()
+    if theirs.keys() != vae.state_dict().keys() or any(
+        not torch.equal(v, theirs[k]) for k, v in vae.state_dict().items()
+    ):
+        raise ValueError(
+            f"the run trained through the VAE {run_vae}, not {base}'s: an expert must share the "
+            f"latents of the model it joins"
+        )
 
 
 def _run_weights(run_dir: Path) -> tuple[TrainConfig, int, DiT]:
