@@ -191,6 +191,33 @@ def test_windows_given_frames_to_continue_take_the_given_guidance(pipe, monkeypa
     assert resolve_guidance(plain, Mode.LONG, None, None)["given_guidance_scale"] == 7.0
 
 
+def test_windows_given_frames_guide_only_from_their_min_t(pipe, monkeypatch):
+    given = dataclasses.replace(pipe.index.defaults, given_guidance_min_t=0.9)
+    monkeypatch.setattr(pipe, "index", dataclasses.replace(pipe.index, defaults=given))
+    used: list[float] = []
+    sample = pipeline_module.generate_latents
+
+    def recording(*args, **kwargs):
+        used.append(kwargs["guidance_min_t"])
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "generate_latents", recording)
+    out = pipe("a red ball", mode="long", num_frames=25, seed=1)
+    assert used == [0.0] + [0.9] * (len(out.latents) - 1)  # the text window guides every step
+    assert out.settings.given_guidance_min_t == 0.9
+    used.clear()
+    i2v = pipe("a red ball", mode="i2v", image=frames(1)[0], seed=1)
+    every = pipe("a red ball", mode="i2v", image=frames(1)[0], seed=1, given_guidance_min_t=0.0)
+    edit = pipe("a red ball", mode="edit", video=frames(9), seed=1)
+    assert used == [0.9, 0.0, 0.0]  # edit starts from its source, not from given frames
+    assert edit.settings.given_guidance_min_t == 0.9
+    assert not torch.equal(i2v.latents[0], every.latents[0])  # used, not only recorded
+    with pytest.raises(ValueError, match=r"given_guidance_min_t must be a number in \[0, 1\]"):
+        pipe("a red ball", mode="i2v", image=frames(1)[0], given_guidance_min_t=2.0)
+    with pytest.raises(ValueError, match="given_guidance_min_t"):
+        GenerationDefaults(given_guidance_min_t=-1.0)
+
+
 def test_the_stochastic_solver_is_reproducible_from_the_seed(pipe):
     a = pipe("a red ball", seed=5, solver="stochastic")
     b = pipe("a red ball", seed=5, solver="stochastic")
@@ -466,9 +493,12 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
     )
     assert code == 0, err
     assert json.loads(out.with_suffix(".json").read_text())["blend_seams"] is False
-    code, _, err = run_cli(capsys, *argv, "--image", str(image), "--refine-steps", "0")
+    code, _, err = run_cli(
+        capsys, *argv, "--image", str(image), "--refine-steps", "0", "--given-guidance-min-t", "0.9"
+    )
     assert code == 0, err
-    assert json.loads(out.with_suffix(".json").read_text())["refine_steps"] == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["refine_steps"] == 0 and record["given_guidance_min_t"] == 0.9
     code, _, err = run_cli(
         capsys, "generate", "x", "-o", str(out), "--model", str(model_dir), "--width", "20"
     )
@@ -532,6 +562,8 @@ def test_bench_config_names_a_bad_flag():
         BenchConfig(long_seconds=-1)
     with pytest.raises(ValueError, match=r"--steps\) must be >= 1, got 0"):
         BenchConfig(steps=0)
+    with pytest.raises(ValueError, match=r"given_guidance_min_t must be a number in \[0, 1\]"):
+        BenchConfig(given_guidance_min_t=1.5)
 
 
 def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
@@ -563,8 +595,12 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())
     out = tmp_path / "bench.json"
     argv = ["bench", "modes", "--model", str(model_dir), "--json", str(out), "--clips", "1"]
-    code, stdout, err = run_cli(capsys, *argv, "--steps", "1", "--long-seconds", "2")
+    code, stdout, err = run_cli(
+        capsys, *argv, "--steps", "1", "--long-seconds", "2", "--given-guidance-min-t", "0.5"
+    )
     assert code == 0, err
     assert "extend-forward" in stdout and "edit strength" in stdout and "flicker" in stdout
     assert "i2v given PSNR without latent refinement" in stdout
-    assert json.loads(out.read_text())["long"]["frames"] == 16
+    written = json.loads(out.read_text())
+    assert written["long"]["frames"] == 16 and written["given_guidance_min_t"] == 0.5
+    assert report["given_guidance_min_t"] == 0.0  # the model's, when the bench leaves it out

@@ -169,6 +169,26 @@ def test_guidance_one_is_cond_only_with_one_call_per_step() -> None:
     assert guided.calls == ["cond", "uncond"] * 5 and not torch.equal(out, out_g)
 
 
+def test_guidance_min_t_guides_only_the_noisy_steps() -> None:
+    target, noise = randn(2), randn(3)
+    interval = PullToTarget(target)  # unshifted times 1, 0.8, 0.6, 0.4, 0.2: three at >= 0.5
+    out = sample(interval, noise, steps=5, guidance_scale=3.0, guidance_min_t=0.5)
+    assert interval.calls == ["cond", "uncond"] * 3 + ["cond"] * 2
+    always, never = PullToTarget(target), PullToTarget(target)
+    guided = sample(always, noise, steps=5, guidance_scale=3.0, guidance_min_t=0.0)
+    plain = sample(never, noise, steps=5, guidance_scale=3.0, guidance_min_t=1.0)
+    assert always.calls == ["cond", "uncond"] * 5 and never.calls[:3] == ["cond", "uncond", "cond"]
+    assert torch.equal(guided, sample(PullToTarget(target), noise, steps=5, guidance_scale=3.0))
+    assert not torch.equal(out, guided) and not torch.equal(out, plain)
+    # Heun's second evaluation, at the next time, follows the same rule
+    heun = PullToTarget(target)
+    sample(heun, noise, steps=2, solver="heun", guidance_scale=3.0, guidance_min_t=0.75)
+    assert heun.calls == ["cond", "uncond", "cond", "cond"]  # t = 1, then 0.5 (twice)
+    for bad in (-0.1, 1.5, True, "0.9"):
+        with pytest.raises(ValueError, match=r"guidance_min_t must be a number in \[0, 1\]"):
+            sample(PullToTarget(target), noise, steps=2, guidance_min_t=bad)
+
+
 def test_guidance_formula_with_bound_negative_prompt() -> None:
     def model(x: Tensor, t: Tensor, text: Tensor) -> Tensor:  # text embedding (D,)
         return x * t[..., None] + text

@@ -291,6 +291,26 @@ def test_mixture_is_deterministic(small_mixture) -> None:
         assert torch.equal(x.video, y.video)
 
 
+def test_still_fraction_makes_still_clips_of_every_source(small_mixture) -> None:
+    def is_still(s: ClipSample) -> bool:
+        return bool((s.video[:, 1:] == s.video[:, :1]).all())
+
+    def still_share(samples: list[ClipSample]) -> float:
+        long = [s for s in samples if s.video.shape[1] > 1]
+        return sum(map(is_still, long)) / len(long)
+
+    plain = still_share(take(small_mixture(seed=3), 96))  # a still world scene now and then
+    samples = take(small_mixture(seed=3, still_fraction=0.5), 96)
+    assert plain < 0.2 and 0.4 < still_share(samples) < 0.8
+    still = [s for s in samples if s.video.shape[1] > 1 and is_still(s)]
+    assert {s.source for s in still} == {"world", "video", "photo"}
+    assert {s.video.shape[1] for s in still} == {5, 9}  # still clips keep the drawn length
+    every = take(small_mixture(seed=3, still_fraction=1.0), 24)
+    assert all(is_still(s) for s in every if s.video.shape[1] > 1)
+    with pytest.raises(ValueError, match=r"still_fraction must be in \[0, 1\], got 1.5"):
+        small_mixture(still_fraction=1.5)
+
+
 def test_mixture_rejects_bad_configuration(texture: np.ndarray) -> None:
     with pytest.raises(ValueError, match="photo"):
         MixedClipDataset([PhotoPanSource({"t": texture})], weights={"world": 1.0})

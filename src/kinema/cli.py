@@ -374,12 +374,24 @@ def _add_bench_modes(bench) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--long-seconds", type=float, default=60.0, help="long video (default 60)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--given-guidance-min-t",
+        type=float,
+        default=None,
+        help="windows given frames guide only at steps from t >= this (default: the model's)",
+    )
 
 
 def run_bench_modes(args: argparse.Namespace) -> int:
     from kinema.bench.modes import BenchConfig, main_bench
 
-    config = BenchConfig(args.clips, args.seed, args.steps, args.long_seconds)
+    config = BenchConfig(
+        args.clips,
+        args.seed,
+        args.steps,
+        args.long_seconds,
+        given_guidance_min_t=args.given_guidance_min_t,
+    )
     main_bench(args.model, args.random_model, args.json_out, config, args.vae)
     return 0
 
@@ -406,6 +418,13 @@ def _add_generate(commands) -> None:
         default=None,
         help="guidance of windows that continue frames (long's chained windows); default: "
         "--guidance when given, else the model's",
+    )
+    p.add_argument(
+        "--given-guidance-min-t",
+        type=float,
+        default=None,
+        help="those windows guide only at steps from t >= this, in [0, 1] (0: every step); "
+        "default: the model's",
     )
     _add_solver(p)
     p.add_argument("--seed", type=int, default=-1, help="-1: random (printed)")
@@ -471,6 +490,7 @@ def run_generate(args: argparse.Namespace) -> int:
             num_inference_steps=args.steps,
             guidance_scale=args.guidance,
             given_guidance_scale=args.given_guidance,
+            given_guidance_min_t=args.given_guidance_min_t,
             solver=args.solver,
             seed=seed,
             context_latents=args.context_latents,

@@ -116,6 +116,7 @@ def generate_latents(
     x_init: Tensor | None = None,
     sde_edit_strength: float | None = None,
     callback: StepCallback | None = None,
+    guidance_min_t: float = 0.0,
 ) -> Tensor:
     """Sample one clip's latents (C, t, h, w) for text tokens (L, D).
 
@@ -124,6 +125,7 @@ def generate_latents(
     `x_init` (C, t, h, w) with `sde_edit_strength` s starts SDEdit at t = s from noised x_init.
     Noise is drawn on the generator's device (CPU without one) and moved to the model's, so a
     seed gives the same noise on every device. `callback(i, t, tokens)` runs after each step.
+    Guidance applies at times t >= `guidance_min_t` (:func:`kinema.sampling.sample`).
     """
     C, T, H, W = shape
     device = next(model.parameters()).device
@@ -158,5 +160,6 @@ def generate_latents(
         x_init=init_tokens,
         callback=callback,
         step_generator=generator,
+        guidance_min_t=guidance_min_t,
     )
     return unpatchify(x, grid, C, patch)

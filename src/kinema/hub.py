@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from kinema.atomic import atomic_directory
 from kinema.compression.vae import CausalVAE
 from kinema.modes import mode_guidance
-from kinema.sampling import Solver
+from kinema.sampling import Solver, check_guidance_min_t
 from kinema.text import sha256_file
 from kinema.transformer import DiT, DiTConfig
 from kinema.transformer.experts import TimestepExperts, share_parameters
@@ -86,6 +86,8 @@ class GenerationDefaults:
     guidance_scale: float = 4.0
     # guidance of the modes joining given frames (kinema.modes.mode_guidance); None: the above
     given_guidance_scale: float | None = None
+    # those windows guide only at steps from t >= this (the noisy ones); 0: at every step
+    given_guidance_min_t: float = 0.0
     shift: float | None = None  # sampling timestep shift; None: the token-count shift of training
     negative_prompt: str = ""
     image_first: bool = False  # t2v makes frame 0 as an image first (kinema.modes.ModeInputs)
@@ -93,6 +95,7 @@ class GenerationDefaults:
 
     def __post_init__(self) -> None:
         Solver.parse(self.solver)  # a bad name fails where the model index is read
+        check_guidance_min_t(self.given_guidance_min_t, "given_guidance_min_t")
 
     def guidance_for(self, mode: str) -> float:
         """The default guidance scale of a mode (a Mode or its value, e.g. "i2v")."""

@@ -19,6 +19,8 @@ Stable API (the studio and the CLI call exactly this)::
         given_guidance_scale=None,     # windows that continue frames (long's chained windows,
                                        # an image_first clip); None: guidance_scale when that is
                                        # given, else the model's given_guidance_scale
+        given_guidance_min_t=None,     # those windows guide only at steps from t >= this
+                                       # (0: every step; None: the model's default)
         solver=None,                   # "euler", "heun" or "stochastic" (None: the model's default)
         seed=None,                     # None or -1: a random seed (returned in out.seed)
         generator=None,                # or a torch.Generator (exclusive with seed)
@@ -98,7 +100,7 @@ from kinema.modes import (
     spans_of,
 )
 from kinema.modes import blend_seams as blend_window_seams
-from kinema.sampling import Solver, timestep_schedule
+from kinema.sampling import Solver, check_guidance_min_t, timestep_schedule
 from kinema.text import TextEncoder, load_text_encoder
 from kinema.transformer import DiT
 from kinema.transformer.experts import TimestepExperts
@@ -168,6 +170,7 @@ class Settings:
     num_inference_steps: int
     guidance_scale: float  # windows made from text alone
     given_guidance_scale: float  # windows given frames to continue (see resolve_guidance)
+    given_guidance_min_t: float  # ... guided only at steps from t >= this (0: every step)
     shift: float | None  # None: the token-count shift of training
     solver: Solver
     seed: int
@@ -463,6 +466,7 @@ class Pipeline:
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         given_guidance_scale: float | None = None,
+        given_guidance_min_t: float | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         shift: float | None = None,
@@ -503,6 +507,10 @@ class Pipeline:
             if num_inference_steps is None
             else num_inference_steps,
             **resolve_guidance(d, Mode.parse(mode), guidance_scale, given_guidance_scale),
+            given_guidance_min_t=check_guidance_min_t(
+                d.given_guidance_min_t if given_guidance_min_t is None else given_guidance_min_t,
+                "given_guidance_min_t",
+            ),
             shift=d.shift if shift is None else shift,
             solver=Solver.parse(d.solver if solver is None else solver),
             seed=seed,
@@ -703,7 +711,9 @@ class Pipeline:
                 run.callback(info)
 
         sample_start = time.perf_counter()
-        guidance = run.settings.given_guidance_scale if given.any() else run.settings.guidance_scale
+        s = run.settings
+        guidance = s.given_guidance_scale if given.any() else s.guidance_scale
+        guidance_min_t = s.given_guidance_min_t if given.any() else 0.0
         z = generate_latents(
             self.dit,
             run.text,
@@ -712,6 +722,7 @@ class Pipeline:
             self.index.patch,
             steps=run.settings.num_inference_steps,
             guidance_scale=guidance,
+            guidance_min_t=guidance_min_t,
             solver=run.settings.solver,
             shift=self._shift(run, shape),
             given=given_latents,

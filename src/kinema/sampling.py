@@ -31,6 +31,7 @@ __all__ = [
     "TextChoice",
     "VelocityModel",
     "bind_text",
+    "check_guidance_min_t",
     "euler_step",
     "guided_velocity",
     "heun_step",
@@ -139,10 +140,30 @@ def guided_velocity(
     return v_uncond + guidance_scale * (v_cond - v_uncond)
 
 
+def check_guidance_min_t(value: float, name: str = "guidance_min_t") -> float:
+    """``value`` if it is a time in [0, 1] below which guidance stops, else a ValueError naming
+    ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1] (0: guide every step), got {value!r}")
+    return float(value)
+
+
+def _at_or_above(t: float, threshold: float) -> bool:
+    """``t >= threshold`` in float32, the precision the model reads t in (and the high-noise
+    expert's routing compares in), so a schedule time that rounds to the threshold counts."""
+    as_float32 = torch.tensor([t, threshold], dtype=torch.float32)
+    return bool(as_float32[0] >= as_float32[1])
+
+
 def _velocity_fn(
-    model_fn: VelocityModel, guidance_scale: float, condition: Condition | None, like: Tensor
+    model_fn: VelocityModel,
+    guidance_scale: float,
+    condition: Condition | None,
+    like: Tensor,
+    guidance_min_t: float = 0.0,
 ) -> VelocityFn:
-    """(x, t) -> v with per-token times (0 on conditioned tokens) and zero velocity there."""
+    """(x, t) -> v with per-token times (0 on conditioned tokens) and zero velocity there;
+    guided at times t >= guidance_min_t, the conditional velocity alone below."""
     token_shape = like.shape[:-1]
     given = torch.zeros(token_shape, dtype=torch.bool, device=like.device)  # (..., N)
     if condition is not None:
@@ -151,7 +172,8 @@ def _velocity_fn(
     def velocity(x: Tensor, t: float) -> Tensor:
         t_tokens = torch.full(token_shape, t, dtype=torch.float32, device=x.device)  # (..., N)
         t_tokens = t_tokens.masked_fill(given, 0.0)
-        v = guided_velocity(model_fn, x, t_tokens, guidance_scale)  # (..., N, D)
+        scale = guidance_scale if _at_or_above(t, guidance_min_t) else 1.0
+        v = guided_velocity(model_fn, x, t_tokens, scale)  # (..., N, D)
         return v.masked_fill(given[..., None], 0.0)  # conditioned tokens never move
 
     return velocity
@@ -209,6 +231,7 @@ def sample(
     callback: StepCallback | None = None,
     generator: torch.Generator | None = None,
     step_generator: torch.Generator | None = None,
+    guidance_min_t: float = 0.0,
 ) -> Tensor:
     """Integrate ``dx/dt = v`` from noise (t = 1) to data (t = 0); returns x at t = 0.
 
@@ -218,7 +241,12 @@ def sample(
     callback(i, t, x) runs after step i with x at time t. Deterministic given noise or generator;
     the stochastic solver draws its fresh noise from ``step_generator`` (by default ``generator``
     when the noise is drawn from one, else torch's global generator), on that generator's device.
+    guidance_min_t: guidance only in the noisy part of the schedule: a model evaluation at time
+    t >= guidance_min_t (compared in float32) is guided, one below it takes the conditional
+    velocity alone (one model call), as guidance in a limited interval (Kynkaanniemi et al.,
+    2024); 0 guides every step.
     """
+    check_guidance_min_t(guidance_min_t)
     solver = Solver.parse(solver)
     if step_generator is None and not isinstance(noise, Tensor):
         step_generator = generator  # one seeded generator drives the start and every step
@@ -226,7 +254,7 @@ def sample(
     if condition is not None:
         _check_condition(condition, x)
         x = torch.where(condition.mask[..., None], condition.latents.to(x), x)  # (..., N, D)
-    velocity = _velocity_fn(model_fn, guidance_scale, condition, x)
+    velocity = _velocity_fn(model_fn, guidance_scale, condition, x, guidance_min_t)
     schedule = timestep_schedule(steps, shift)
     times = [t_start] + [t for t in schedule.tolist() if t < t_start]  # t_start ... 0
     for i, (t, t_next) in enumerate(pairwise(times)):

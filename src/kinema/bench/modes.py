@@ -52,6 +52,7 @@ from kinema.compression.vae import CausalVAE
 from kinema.hub import GenerationDefaults, ModelIndex, save_model
 from kinema.modes import Mode, Span
 from kinema.pipeline import Pipeline, PipelineOutput, default_refine_steps, to_video_tensor
+from kinema.sampling import check_guidance_min_t
 from kinema.transformer import DiT, get_preset
 from kinema.world.captions import short_prompt
 from kinema.world.render import render_scene
@@ -86,6 +87,7 @@ class BenchConfig:
     steps: int | None = None  # sampling steps (None: the model's default)
     long_seconds: float = 60.0  # length of the `long` video
     strengths: tuple[float, ...] = EDIT_STRENGTHS
+    given_guidance_min_t: float | None = None  # None: the model's (kinema.pipeline)
 
     def __post_init__(self) -> None:
         if self.clips < 1:
@@ -94,6 +96,8 @@ class BenchConfig:
             raise ValueError(f"long_seconds (--long-seconds) must be > 0, got {self.long_seconds}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps (--steps) must be >= 1, got {self.steps}")
+        if self.given_guidance_min_t is not None:
+            check_guidance_min_t(self.given_guidance_min_t, "given_guidance_min_t")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,6 +301,7 @@ def _run(
         prompt,
         mode=mode,
         num_inference_steps=config.steps,
+        given_guidance_min_t=config.given_guidance_min_t,
         seed=config.seed + i,
         blend_seams=blend_seams,
         refine_steps=refine_steps,
@@ -340,7 +345,11 @@ def bench_long(pipe: Pipeline, config: BenchConfig) -> dict[str, Any]:
     prompt = world_clips(1, pipe, config.seed)[0][1]
     fps = pipe.index.defaults.fps
     peaks = {}
-    kwargs: dict[str, Any] = {"mode": Mode.LONG, "num_inference_steps": config.steps}
+    kwargs: dict[str, Any] = {
+        "mode": Mode.LONG,
+        "num_inference_steps": config.steps,
+        "given_guidance_min_t": config.given_guidance_min_t,
+    }
     for seconds in (config.long_seconds / 6, config.long_seconds):
         _reset_peak_rss()
         frames = max(2, round(seconds * fps))
@@ -370,6 +379,9 @@ def run_bench(pipe: Pipeline, config: BenchConfig) -> dict[str, Any]:
         "steps": config.steps or d.num_inference_steps,
         "guidance_scale": d.guidance_scale,
         "given_guidance_scale": d.given_guidance_scale,
+        "given_guidance_min_t": d.given_guidance_min_t
+        if config.given_guidance_min_t is None
+        else config.given_guidance_min_t,
         "clips": config.clips,
         "seed": config.seed,
         "torch_threads": torch.get_num_threads(),

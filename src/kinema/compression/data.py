@@ -593,7 +593,9 @@ class MixedClipDataset(torch.utils.data.IterableDataset):
 
     ``sources=None`` uses ``default_sources()`` (fetching assets; what could not be had is in
     ``skipped``). ``weights`` maps ``ClipSource.name`` to a weight; sources with no weight are an
-    error, weights with no source are ignored.
+    error, weights with no source are ignored. ``still_fraction`` of the clips longer than one
+    frame hold still: one frame of their source repeated, a locked-off shot of a still scene, so
+    a decoder learns to keep what does not move from flickering.
     """
 
     def __init__(
@@ -606,8 +608,11 @@ class MixedClipDataset(torch.utils.data.IterableDataset):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        still_fraction: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= still_fraction <= 1.0:
+            raise ValueError(f"still_fraction must be in [0, 1], got {still_fraction}")
         self._unavailable: dict[str, str] = {}
         if sources is None:
             sources, self._unavailable = default_sources()
@@ -638,6 +643,7 @@ class MixedClipDataset(torch.utils.data.IterableDataset):
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.still_fraction = still_fraction
 
     @property
     def skipped(self) -> dict[str, str]:
@@ -654,6 +660,8 @@ class MixedClipDataset(torch.utils.data.IterableDataset):
     def sample_clip(self, rng: np.random.Generator) -> ClipSample:
         height, width = self.sizes[int(rng.integers(len(self.sizes)))]
         num_frames = self.lengths[int(rng.integers(len(self.lengths)))]
+        # drawn only when asked for, so runs without still clips keep their clip stream
+        still = self.still_fraction > 0 and num_frames > 1 and rng.random() < self.still_fraction
         weights = self.weights.copy()
         for i, source in enumerate(self.sources):
             if source.max_frames is not None and source.max_frames < num_frames:
@@ -661,10 +669,12 @@ class MixedClipDataset(torch.utils.data.IterableDataset):
         while weights.sum() > 0:
             i = int(rng.choice(len(self.sources), p=weights / weights.sum()))
             try:
-                frames = self.sources[i].sample(rng, height, width, num_frames)
+                frames = self.sources[i].sample(rng, height, width, 1 if still else num_frames)
             except ClipSourceError:
                 weights[i] = 0.0  # e.g. every file of a video source turned out unreadable
                 continue
+            if still:
+                frames = np.repeat(frames, num_frames, axis=0)  # (T, H, W, 3)
             return ClipSample(to_video_tensor(frames)[0], self.sources[i].name)
         raise ClipSourceError(
             f"no source can give a {num_frames}-frame clip "

@@ -64,6 +64,7 @@ class VAETrainConfig:
     gan_start: int = 2000  # step at which the discriminator starts to count
     sizes: tuple[tuple[int, int], ...] = ((64, 64), (64, 96), (96, 64), (128, 128))  # (H, W)
     lengths: tuple[int, ...] = (1, 9, 17)  # frames per clip (1 + 4k)
+    still_fraction: float = 0.0  # share of clips (> 1 frame) that hold still: one frame repeated
     source_weights: dict[str, float] = field(
         default_factory=lambda: {"world": 0.5, "video": 0.25, "photo": 0.25}
     )
@@ -150,6 +151,7 @@ class VAETrainer:
             lengths=config.lengths,
             weights=config.source_weights,
             seed=config.seed,
+            still_fraction=config.still_fraction,
         )
         self.step = 0
         self.bad_steps = 0

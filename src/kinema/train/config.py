@@ -30,7 +30,7 @@ import yaml
 
 from kinema.atomic import atomic_write_text
 from kinema.compression.train import VAETrainConfig
-from kinema.sampling import Solver
+from kinema.sampling import Solver, check_guidance_min_t
 from kinema.transformer import PRESETS as DIT_PRESETS
 from kinema.transformer import DiTConfig
 
@@ -166,6 +166,8 @@ class SampleConfig:
     steps: int = 20  # solver steps
     guidance_scale: float = 4.0  # classifier-free guidance (1: none)
     given_guidance_scale: float | None = None  # exported: i2v/extend/connect/loop/edit's default
+    # exported: windows given frames guide only at steps from t >= this (0: every step)
+    given_guidance_min_t: float = 0.0
     fps: int = 8  # frame rate of the written .mp4
     seed: int = 0  # noise seed: the same noise at every sampling step
     image_first: bool = False  # exported models make t2v's frame 0 as an image first
@@ -586,6 +588,10 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"samples.solver: {err}") from None
     if config.samples.every < 0:
         raise ConfigError(f"samples.every must be >= 0 (0: never), got {config.samples.every}")
+    try:
+        check_guidance_min_t(config.samples.given_guidance_min_t, "samples.given_guidance_min_t")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if any(p < 1 for p in config.model.patch):
         raise ConfigError(f"model.patch must be positive, got {config.model.patch}")
     if config.model.timestep_shift is not None:

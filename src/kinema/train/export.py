@@ -62,6 +62,7 @@ def model_index(config: TrainConfig, step: int) -> ModelIndex:
             num_inference_steps=s.steps,
             guidance_scale=s.guidance_scale,
             given_guidance_scale=s.given_guidance_scale,
+            given_guidance_min_t=s.given_guidance_min_t,
             shift=sampling_shift(config),
             image_first=s.image_first,
             solver=s.solver,
