@@ -268,6 +268,12 @@ def test_vae_eval_command_reports_psnr_and_speed(tmp_path, capsys):
     # the report says which VAE it measured and on how many threads
     assert report["model"]["path"] == str(exported) and len(report["model"]["sha256"]) == 64
     assert report["settings"]["threads"] == torch.get_num_threads()
+    assert report["settings"]["still"] is False
+    argv = ["vae", "eval", "--model", str(exported), "--short-side", "32", "--max-frames", "9"]
+    assert main([*argv, "--still", "--json", str(out), clip]) == 0
+    still = json.loads(out.read_text())
+    assert still["settings"]["still"] is True and still["videos"][0]["name"].endswith("(still)")
+    assert still["videos"][0]["frames"] == 9 and still["videos"][0]["change_psnr"] is not None
     assert main(["vae", "eval", "--model", str(exported), "--json", str(out)]) == 2
     # a video that cannot be read is an error line, not a traceback
     missing = str(tmp_path / "missing.mp4")

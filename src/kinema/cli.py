@@ -564,6 +564,11 @@ def _add_vae(commands) -> None:
     p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
     p.add_argument("--short-side", type=int, default=256, help="resize short side (default 256)")
     p.add_argument("--max-frames", type=int, default=33, help="frames per video (default 33)")
+    p.add_argument(
+        "--still",
+        action="store_true",
+        help="hold each video's first frame for its length: the decoder's flicker on still shots",
+    )
 
 
 def run_vae_train(args: argparse.Namespace) -> int:
@@ -579,7 +584,13 @@ def run_vae_train(args: argparse.Namespace) -> int:
 
 
 def run_vae_eval(args: argparse.Namespace) -> int:
-    from kinema.compression.evaluate import evaluate_clips, load_vae, read_clips, vae_dir
+    from kinema.compression.evaluate import (
+        evaluate_clips,
+        hold_still,
+        load_vae,
+        read_clips,
+        vae_dir,
+    )
     from kinema.text import sha256_file
 
     if not args.videos and not args.held_out:
@@ -591,7 +602,10 @@ def run_vae_eval(args: argparse.Namespace) -> int:
         from kinema.compression.data import evaluation_clips
 
         clips.update({f"held-out/{k}": v for k, v in evaluation_clips().items()})
+    if args.still:
+        clips = hold_still(clips)
     report = evaluate_clips(vae, clips, args.short_side, args.max_frames)
+    report["settings"]["still"] = args.still
     report["model"] = {"path": str(model), "sha256": sha256_file(model / "model.safetensors")}
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2))

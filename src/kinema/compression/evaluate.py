@@ -121,5 +121,12 @@ def evaluate_clips(
     }
 
 
+def hold_still(clips: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each clip as a locked-off shot: its first frame held for its length, named ``NAME
+    (still)``. Reconstructed, such a clip should not change at all, so its ``change_psnr`` is
+    the decoder's own flicker where nothing moves."""
+    return {f"{k} (still)": np.repeat(v[:1], len(v), axis=0) for k, v in clips.items()}
+
+
 def read_clips(paths: list[str | Path], max_frames: int) -> dict[str, np.ndarray]:
     return {str(p): read_video(p, max_frames=max_frames).frames for p in paths}
