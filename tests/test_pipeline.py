@@ -158,17 +158,25 @@ def test_modes_given_frames_default_to_their_own_guidance(pipe, monkeypatch):
     assert GenerationDefaults(guidance_scale=7.0).guidance_for("i2v") == 7.0  # None: the same
 
 
-def test_windows_given_frames_to_continue_take_the_given_guidance(pipe, monkeypatch):
-    given = dataclasses.replace(pipe.index.defaults, given_guidance_scale=1.5)
-    monkeypatch.setattr(pipe, "index", dataclasses.replace(pipe.index, defaults=given))
-    used: list[float] = []
+def record_sampling(pipe, monkeypatch, argument: str, **defaults) -> list:
+    """Give `pipe` these generation defaults; the returned list collects the value of
+    generate_latents' `argument` at every window the pipeline samples."""
+    changed = dataclasses.replace(pipe.index.defaults, **defaults)
+    monkeypatch.setattr(pipe, "index", dataclasses.replace(pipe.index, defaults=changed))
+    used: list = []
     sample = pipeline_module.generate_latents
 
     def recording(*args, **kwargs):
-        used.append(kwargs["guidance_scale"])
+        used.append(kwargs[argument])
         return sample(*args, **kwargs)
 
     monkeypatch.setattr(pipeline_module, "generate_latents", recording)
+    return used
+
+
+def test_windows_given_frames_to_continue_take_the_given_guidance(pipe, monkeypatch):
+    used = record_sampling(pipe, monkeypatch, "guidance_scale", given_guidance_scale=1.5)
+    given = pipe.index.defaults
     out = pipe("a red ball", mode="long", num_frames=25, seed=1)
     assert len(out.latents) >= 3  # a text window, then chained ones given its frames
     assert used == [2.0] + [1.5] * (len(out.latents) - 1)
@@ -192,16 +200,7 @@ def test_windows_given_frames_to_continue_take_the_given_guidance(pipe, monkeypa
 
 
 def test_windows_given_frames_guide_only_from_their_min_t(pipe, monkeypatch):
-    given = dataclasses.replace(pipe.index.defaults, given_guidance_min_t=0.9)
-    monkeypatch.setattr(pipe, "index", dataclasses.replace(pipe.index, defaults=given))
-    used: list[float] = []
-    sample = pipeline_module.generate_latents
-
-    def recording(*args, **kwargs):
-        used.append(kwargs["guidance_min_t"])
-        return sample(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline_module, "generate_latents", recording)
+    used = record_sampling(pipe, monkeypatch, "guidance_min_t", given_guidance_min_t=0.9)
     out = pipe("a red ball", mode="long", num_frames=25, seed=1)
     assert used == [0.0] + [0.9] * (len(out.latents) - 1)  # the text window guides every step
     assert out.settings.given_guidance_min_t == 0.9
