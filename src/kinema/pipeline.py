@@ -711,9 +711,9 @@ class Pipeline:
                 run.callback(info)
 
         sample_start = time.perf_counter()
-        s = run.settings
-        guidance = s.given_guidance_scale if given.any() else s.guidance_scale
-        guidance_min_t = s.given_guidance_min_t if given.any() else 0.0
+        settings, continues = run.settings, bool(given.any())  # a window given frames
+        guidance = settings.given_guidance_scale if continues else settings.guidance_scale
+        guidance_min_t = settings.given_guidance_min_t if continues else 0.0
         z = generate_latents(
             self.dit,
             run.text,
