@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -581,6 +582,14 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
     assert rows["connect"]["seam_ratio_mean"] > 0 and rows["i2v"]["given_psnr"] > 0
     for mode in ("i2v", "connect", "loop"):
         assert 0 < rows[mode]["seam_ratio_median"] <= rows[mode]["seam_ratio_max"], mode
+        seams = rows[mode]["seam_ratios"]
+        assert rows[mode]["seam_ratio_median"] == statistics.median(seams), mode
+        assert rows[mode]["seam_ratio_max"] == max(seams), mode
+    # i2v: image -> frames; loop: into its regenerated end, and last -> first; connect: into
+    # and out of the new frames
+    assert [len(rows[m]["seam_ratios"]) for m in ("i2v", "loop", "connect")] == [1, 2, 2]
+    assert rows["t2v"]["seam_ratios"] == [] and rows["t2v"]["prompts"] == rows["i2v"]["prompts"]
+    assert len(rows["i2v"]["prompts"]) == 1 and rows["i2v"]["prompts"][0]
     assert (
         rows["t2v"]["seam_ratio_mean"] is None and rows["t2v"]["unblended_seam_ratio_mean"] is None
     )

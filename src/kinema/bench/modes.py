@@ -15,9 +15,11 @@ length and fps), with their short prompts. Per mode it reports:
   by the clip's median frame-to-frame change. 1.0 is seamless; a cut between unrelated frames is
   much larger (a static clip's median is floored at MIN_CHANGE). The row gives the mean, the
   median (the statistic the default model's targets are stated in) and the maximum over its
-  seams. Modes with seams are run a second time with ``blend_seams=False`` (same seeds; `long`
-  only at its full length), so the row also gives the seams without the pipeline's seam
-  blending (`unblended_seam_ratio_*`), side by side;
+  seams, and lists every seam's ratio in run order (`seam_ratios`) beside each run's prompt
+  (`prompts`), so one clip's outlier can be told from a mode-wide jump. Modes with seams are
+  run a second time with ``blend_seams=False`` (same seeds; `long` only at its full length), so
+  the row also gives the seams without the pipeline's seam blending
+  (`unblended_seam_ratio_*`), side by side;
 - **flicker ratio**: the median frame-to-frame change inside generated spans divided by the
   median inside input spans (seams excluded), for modes that have both (extend, connect). It
   says how much more the made frames move than the given video, and so how much of a seam ratio
@@ -222,7 +224,8 @@ def _seam_ratios(outputs: list[tuple[PipelineOutput, float]]) -> list[float]:
 
 
 def _mode_row(mode: Mode, outputs: list[tuple[PipelineOutput, float]]) -> dict[str, Any]:
-    """One row: means over the clips of given PSNR, seam ratios, flicker ratio and seconds."""
+    """One row: means over the clips of given PSNR, seam ratios, flicker ratio and seconds, with
+    each run's prompt and every seam's ratio (in run order) beside them."""
     seams = _seam_ratios(outputs)
     given = [out.given_psnr for out, _ in outputs if out.given_psnr is not None]
     flicker = [flicker_ratio(out.frames, out.spans) for out, _ in outputs]
@@ -238,6 +241,8 @@ def _mode_row(mode: Mode, outputs: list[tuple[PipelineOutput, float]]) -> dict[s
         "seam_ratio_max": max(seams) if seams else None,
         "flicker_ratio": _mean([f for f in flicker if f is not None]),
         "seconds": _mean([s for _, s in outputs]),
+        "prompts": [out.settings.prompt for out, _ in outputs],
+        "seam_ratios": seams,
     }
 
 
