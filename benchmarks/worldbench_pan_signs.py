@@ -1,6 +1,6 @@
 """Which way the pans of WorldBench reports go: along the prompt, against it, or not along its axis.
 
-    python benchmarks/worldbench_pan_signs.py REPORT.json [REPORT.json ...] [--suite suite]
+    python benchmarks/worldbench_pan_signs.py REPORT.json[.gz] [REPORT ...] [--suite suite]
 
 Reads `kinema bench world --json` reports of a suite and, for every clip whose prompt pans the
 camera, the camera's measured offset from the camera check (world units, camera motion of the
@@ -21,6 +21,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from kinema.reports import read_report
 from kinema.world.spec import PAN_DIRECTION, Camera
 from kinema.world.suite import load_suite
 
@@ -62,7 +63,7 @@ def main() -> None:
     cameras = {e["id"]: e["spec"]["camera"] for e in load_suite(args.suite)}
     rows = {}
     for path in args.reports:
-        counts = count_pans(json.loads(Path(path).read_text()), cameras)
+        counts = count_pans(read_report(path), cameras)
         rows[path] = {k: counts[k] for k in OUTCOMES}
     print(f"{'report':<52}" + "".join(f"{k:>24}" for k in OUTCOMES))
     for path, row in rows.items():

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kinema import __version__
+from kinema.reports import write_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -309,8 +310,7 @@ def run_bench_world(args: argparse.Namespace) -> int:
     records = read_manifest(manifest)
     shuffle = args.seed if args.shuffle_specs else None
     report = evaluate_manifest(records, shuffle_seed=shuffle, workers=args.workers)
-    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps(report, indent=2))
+    write_report(args.json_out, report)
     print(format_report(report))
     print(f"report: {args.json_out}")
     return 0
@@ -607,8 +607,7 @@ def run_vae_eval(args: argparse.Namespace) -> int:
     report = evaluate_clips(vae, clips, args.short_side, args.max_frames)
     report["settings"]["still"] = args.still
     report["model"] = {"path": str(model), "sha256": sha256_file(model / "model.safetensors")}
-    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps(report, indent=2))
+    write_report(args.json_out, report)
     print(
         f"{'video':<40}{'frames':>7}{'size':>10}{'PSNR':>8}{'SSIM':>7}{'enc fps':>9}{'dec fps':>9}"
     )

@@ -37,7 +37,6 @@ length and fps), with their short prompts. Per mode it reports:
 from __future__ import annotations
 
 import contextlib
-import json
 import statistics
 import tempfile
 import time
@@ -54,6 +53,7 @@ from kinema.compression.vae import CausalVAE
 from kinema.hub import GenerationDefaults, ModelIndex, save_model
 from kinema.modes import Mode, Span
 from kinema.pipeline import Pipeline, PipelineOutput, default_refine_steps, to_video_tensor
+from kinema.reports import write_report
 from kinema.sampling import check_guidance_min_t
 from kinema.transformer import DiT, get_preset
 from kinema.world.captions import short_prompt
@@ -462,8 +462,7 @@ def main_bench(
     if random_model:
         vae = "debug VAE" if vae_dir is None else f"VAE {vae_dir}"
         report["model"] = f"random debug DiT (seed {config.seed}), {vae}"
-    Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(json_out, report)
     print(format_table(report))
     print(f"report: {json_out}")
     return report
