@@ -4,9 +4,9 @@
 
 Renders held-out world clips (or reads a manifest), reconstructs each with the VAE (whole clip,
 posterior mean), writes the reconstructions as mp4 and scores originals and reconstructions with
-WorldBench side by side. A text-to-video model decoding through this VAE cannot score higher than
-its reconstructions do. Prints a table and writes JSON (default
-benchmarks/results/vae_worldbench.json).
+WorldBench side by side, with each side's palette share (kinema.world.look). A text-to-video
+model decoding through this VAE cannot score higher than its reconstructions do. Prints a table
+and writes JSON (default benchmarks/results/vae_worldbench.json).
 """
 
 from __future__ import annotations
@@ -59,8 +59,10 @@ def main() -> None:
     result = {
         "model": args.model or "models/default/vae",
         "n": truth["n"],
-        "original": {"overall": truth["overall"], "categories": truth["categories"]},
-        "reconstructed": {"overall": through["overall"], "categories": through["categories"]},
+        **{
+            name: {k: report[k] for k in ("overall", "categories", "palette_share")}
+            for name, report in (("original", truth), ("reconstructed", through))
+        },
     }
     print(f"WorldBench on {truth['n']} world clips, original vs through the VAE")
     print(f"{'category':<12}{'original':>10}{'VAE':>8}")
@@ -68,6 +70,7 @@ def main() -> None:
         a = truth["overall"] if name == "overall" else truth["categories"][name]
         b = through["overall"] if name == "overall" else through["categories"][name]
         print(f"{name:<12}{a:>10.3f}{b:>8.3f}")
+    print(f"{'palette':<12}{truth['palette_share']:>10.3f}{through['palette_share']:>8.3f}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"JSON: {args.json}")

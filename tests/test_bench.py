@@ -12,6 +12,7 @@ from kinema.video import read_video, write_video
 from kinema.world.bench import analyze_video, bench_video, score_video, summarize
 from kinema.world.dataset import make_world, read_manifest
 from kinema.world.evaluate import derangement, evaluate_manifest
+from kinema.world.look import palette_share
 from kinema.world.render import render_scene
 from kinema.world.sampler import Scenario, is_valid, sample_scene
 from kinema.world.spec import Camera, Color, Motion, SceneSpec, Shape, Tone
@@ -26,17 +27,49 @@ def world(tmp_path_factory) -> list[dict]:
     return read_manifest(make_world(out, n=36, seed=7, sizes=SIZES, workers=2, progress=False))
 
 
-def test_ground_truth_scores_at_least_098(world):
-    report = evaluate_manifest(world, workers=2, progress=False)
+@pytest.fixture(scope="module")
+def truth_report(world) -> dict:
+    return evaluate_manifest(world, workers=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def shuffled_report(world) -> dict:
+    return evaluate_manifest(world, shuffle_seed=0, workers=2, progress=False)
+
+
+def test_ground_truth_scores_at_least_098(truth_report):
+    report = truth_report
     assert report["n"] == 36 and report["unreadable"] == 0
     assert report["overall"] >= 0.98, report["categories"]
     assert set(report["categories"]) >= {"color", "shape", "count", "motion", "camera"}
 
 
-def test_shuffled_specs_score_at_most_040(world):
-    report = evaluate_manifest(world, shuffle_seed=0, workers=2, progress=False)
-    assert report["shuffled"]
-    assert report["overall"] <= 0.40, report["categories"]
+def test_shuffled_specs_score_at_most_040(shuffled_report):
+    assert shuffled_report["shuffled"]
+    assert shuffled_report["overall"] <= 0.40, shuffled_report["categories"]
+
+
+def test_palette_share_is_high_for_the_truth_whatever_the_spec(truth_report, shuffled_report):
+    """Through H.264 the world's clips keep their flat colours; the share needs no spec, so a
+    shuffled spec gives the same figures."""
+    shares = [c["palette_share"] for c in truth_report["clips"]]
+    assert min(shares) > 0.8, shares
+    assert truth_report["palette_share"] == pytest.approx(np.mean(shares))
+    assert [c["palette_share"] for c in shuffled_report["clips"]] == shares
+
+
+def test_palette_share_of_noise_blur_and_flat_frames():
+    spec = sample_scene(np.random.default_rng(3), 64, 64)
+    render = render_scene(spec)
+    assert palette_share(render) > 0.9
+    noise = np.random.default_rng(0).integers(0, 256, render.shape, np.uint8)
+    assert palette_share(noise) < 0.1
+    assert palette_share(np.full_like(render, 128)) == 1.0  # the gray tone itself
+    assert palette_share(np.full((2, 8, 8, 3), (128, 64, 0), np.uint8)) == 0.0  # a muddy brown
+    mixed = (render.astype(np.uint16) + np.roll(render, 17, axis=2)) // 2  # blended, as blotches
+    assert palette_share(mixed.astype(np.uint8)) < palette_share(render)
+    with pytest.raises(ValueError, match=r"\(T, H, W, 3\) uint8, got float32"):
+        palette_share(render.astype(np.float32))
 
 
 def test_noise_videos_score_at_most_010(world):
@@ -57,6 +90,8 @@ def test_unreadable_video_is_counted_and_fails(world, tmp_path):
     assert report["unreadable"] == 1
     assert report["clips"][1]["overall"] == 0.0
     assert report["clips"][0]["overall"] == 1.0
+    assert report["clips"][1]["palette_share"] is None
+    assert report["palette_share"] == report["clips"][0]["palette_share"]
 
 
 def test_derangement_has_no_fixed_point():

@@ -356,6 +356,8 @@ def format_report(report: dict) -> str:
     for name, rate in report["categories"].items():
         rows.append(f"{name:<12}{rate:>10.3f}{report['checks_per_category'][name]:>8}")
     rows.append(f"{'overall':<12}{report['overall']:>10.3f}{report['n']:>8} clips")
+    if report.get("palette_share") is not None:
+        rows.append(f"palette share (pixels in the world's colours): {report['palette_share']:.3f}")
     if report.get("unreadable"):
         rows.append(f"unreadable videos: {report['unreadable']}")
     return "\n".join(rows)

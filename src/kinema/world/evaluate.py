@@ -2,7 +2,8 @@
 
 Each video is decoded and analyzed once; its checks are then scored against its own spec or, with
 `shuffle_seed`, against the spec of another clip (a derangement), which measures WorldBench's
-chance level.
+chance level. Beside the checks, each clip gets its palette share, the share of its pixels in
+the world's colours (:mod:`kinema.world.look`), and the report their mean.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from tqdm import tqdm
 
 from kinema.video import VideoError, read_video
 from kinema.world.bench import BenchResult, analyze_video, score_video, summarize
+from kinema.world.look import palette_share
 from kinema.world.spec import SceneSpec
 
 
-def _score_one(job: tuple[str, dict[str, Any]]) -> tuple[str, BenchResult | str]:
+def _score_one(job: tuple[str, dict[str, Any]]) -> tuple[str, tuple[BenchResult, float] | str]:
+    """A video's checks against the spec and its palette share, or why it could not be read."""
     path, spec_dict = job
     try:
         frames = read_video(path).frames
     except VideoError as e:
         return path, str(e)
-    return path, score_video(analyze_video(frames), SceneSpec.from_dict(spec_dict))
+    spec = SceneSpec.from_dict(spec_dict)
+    return path, (score_video(analyze_video(frames), spec), palette_share(frames))
 
 
 def derangement(n: int, seed: int) -> np.ndarray:
@@ -47,7 +51,8 @@ def evaluate_manifest(
 ) -> dict[str, Any]:
     """WorldBench report for manifest records (`path` and `spec` fields).
 
-    Unreadable videos are counted in `unreadable` and fail every check of their spec.
+    Unreadable videos are counted in `unreadable`, fail every check of their spec and have no
+    palette share (None; the report's `palette_share` is the mean over readable clips).
     """
     missing = [r.get("path", f"record {i}") for i, r in enumerate(records) if "spec" not in r]
     if missing:
@@ -74,20 +79,25 @@ def evaluate_manifest(
             )
     else:
         scored = [_score_one(j) for j in tqdm(jobs, desc="WorldBench", disable=not progress)]
-    results, clips, unreadable = [], [], []
+    results, clips, unreadable, shares = [], [], [], []
     for (path, outcome), spec in zip(scored, specs, strict=True):
         if isinstance(outcome, str):
             unreadable.append({"path": path, "error": outcome})
-            outcome = _all_failed(SceneSpec.from_dict(spec))
-        results.append(outcome)
+            result, share = _all_failed(SceneSpec.from_dict(spec)), None
+        else:
+            result, share = outcome
+            shares.append(share)
+        results.append(result)
         clips.append(
             {
                 "path": path,
-                "overall": outcome.overall,
-                "checks": [c.__dict__ for c in outcome.checks],
+                "overall": result.overall,
+                "palette_share": share,
+                "checks": [c.__dict__ for c in result.checks],
             }
         )
     report = summarize(results)
+    report["palette_share"] = float(np.mean(shares)) if shares else None
     report.update(shuffled=shuffle_seed is not None, unreadable=len(unreadable))
     report["unreadable_files"] = unreadable
     report["clips"] = clips
