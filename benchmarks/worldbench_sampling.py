@@ -8,10 +8,10 @@
 Each setting generates the first `--limit` prompts of a suite with `kinema bench world` (same
 prompts, same seeds, so the settings are paired clip by clip) into its own folder under
 `--out-root` (a folder made before under the same model and settings is reused), then scores
-them. The table gives each setting's overall and per-category pass rates and its difference
-from the first setting with a 95% interval from a paired bootstrap over clips: with 60 prompts
-one setting's overall moves by about 0.02 from the draw of prompts alone. Writes JSON (default
-benchmarks/results/worldbench_sampling.json).
+them. The table gives each setting's overall and per-category pass rates, its palette share
+(kinema.world.look) and its difference from the first setting with a 95% interval from a paired
+bootstrap over clips: with 60 prompts one setting's overall moves by about 0.02 from the draw of
+prompts alone. Writes JSON (default benchmarks/results/worldbench_sampling.json).
 """
 
 from __future__ import annotations
@@ -138,13 +138,14 @@ def main() -> None:
     print(
         f"{'setting':<28}{'overall':>8}"
         + "".join(f"{c[:6]:>8}" for c in CATEGORIES)
-        + f"{'diff':>8}  95% interval"
+        + f"{'palette':>8}{'diff':>8}  95% interval"
     )
     for row in rows:
         r, d = row["report"], row["vs_first"]
         cats = "".join(f"{r['categories'].get(c, float('nan')):>8.3f}" for c in CATEGORIES)
+        palette = r.get("palette_share") or float("nan")
         print(
-            f"{row['label']:<28}{r['overall']:>8.3f}{cats}{d['diff']:>+8.3f}"
+            f"{row['label']:<28}{r['overall']:>8.3f}{cats}{palette:>8.3f}{d['diff']:>+8.3f}"
             f"  [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
         )
     result = {
@@ -156,6 +157,7 @@ def main() -> None:
                 "setting": r["setting"],
                 "overall": r["report"]["overall"],
                 "categories": r["report"]["categories"],
+                "palette_share": r["report"].get("palette_share"),
                 "vs_first": r["vs_first"],
             }
             for r in rows
