@@ -12,13 +12,13 @@ and writes JSON (default benchmarks/results/vae_worldbench.json).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import torch
 
 from kinema.compression.evaluate import load_vae
+from kinema.reports import write_report
 from kinema.video import read_video, write_video
 from kinema.world.dataset import make_world, read_manifest
 from kinema.world.evaluate import evaluate_manifest
@@ -71,8 +71,7 @@ def main() -> None:
         b = through["overall"] if name == "overall" else through["categories"][name]
         print(f"{name:<12}{a:>10.3f}{b:>8.3f}")
     print(f"{'palette':<12}{truth['palette_share']:>10.3f}{through['palette_share']:>8.3f}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
     print(f"JSON: {args.json}")
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from kinema.cli import main as kinema
+from kinema.reports import write_report
 from kinema.world.bench import CATEGORIES
 
 KEYS = {"mode": str, "guidance": float, "steps": int, "solver": str, "image_first": bool}
@@ -143,7 +144,8 @@ def main() -> None:
     for row in rows:
         r, d = row["report"], row["vs_first"]
         cats = "".join(f"{r['categories'].get(c, float('nan')):>8.3f}" for c in CATEGORIES)
-        palette = r.get("palette_share") or float("nan")
+        palette = r.get("palette_share")
+        palette = float("nan") if palette is None else palette
         print(
             f"{row['label']:<28}{r['overall']:>8.3f}{cats}{palette:>8.3f}{d['diff']:>+8.3f}"
             f"  [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
@@ -163,8 +165,7 @@ def main() -> None:
             for r in rows
         ],
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
     print(f"report: {args.json}")
 
 

@@ -286,13 +286,22 @@ def _add_bench(commands) -> None:
         default=None,
         help="frame 0 as an image first, then the clip from it (default: the model's)",
     )
-    p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
+    _add_json_out(p)
     p.add_argument(
         "--shuffle-specs", action="store_true", help="score each video against another's spec"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the spec shuffle")
     p.add_argument("--workers", type=int, default=None)
     _add_bench_modes(bench)
+
+
+def _add_json_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        required=True,
+        help="where to write the report (a name ending in .gz: gzip-compressed)",
+    )
 
 
 def _add_solver(p: argparse.ArgumentParser) -> None:
@@ -371,7 +380,7 @@ def _add_bench_modes(bench) -> None:
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     p.add_argument("--random-model", action="store_true", help="a seeded random debug model")
     p.add_argument("--vae", default=None, help="with --random-model: a trained VAE folder")
-    p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
+    _add_json_out(p)
     p.add_argument("--clips", type=int, default=2, help="world clips per mode (default 2)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--long-seconds", type=float, default=60.0, help="long video (default 60)")
@@ -563,7 +572,7 @@ def _add_vae(commands) -> None:
         help="also evaluate the held-out real footage (never used in training)",
     )
     p.add_argument("--model", default=None, help="VAE folder (default: the shipped model's)")
-    p.add_argument("--json", dest="json_out", required=True, help="where to write the report")
+    _add_json_out(p)
     p.add_argument("--short-side", type=int, default=256, help="resize short side (default 256)")
     p.add_argument("--max-frames", type=int, default=33, help="frames per video (default 33)")
     p.add_argument(
