@@ -20,9 +20,7 @@ JSON (default benchmarks/results/direction_commit.json).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +29,7 @@ from tqdm import tqdm
 from kinema.flow import interpolate
 from kinema.patches import patchify
 from kinema.pipeline import Pipeline
+from kinema.reports import write_report
 from kinema.world.captions import reverse_world_directions, reversed_scene
 from kinema.world.render import render_scene
 from kinema.world.spec import SceneSpec
@@ -132,8 +131,7 @@ def main() -> None:
         "models": models,
         "seconds": time.perf_counter() - start,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    write_report(args.json, out)
     print(f"JSON: {args.json}")
 
 

@@ -31,6 +31,7 @@ from safetensors import safe_open
 
 from kinema.diffusion import TrainingSample, pack_batch
 from kinema.hub import load_dit, read_index
+from kinema.reports import write_report
 from kinema.train.checkpoint import initial_weights, load_initial_weights
 from kinema.train.config import load_config
 from kinema.transformer import DiT
@@ -137,9 +138,8 @@ def main() -> None:
                 f"{row['caption_gain']:12.1%}",
                 flush=True,
             )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     summary = {"cache": str(args.cache), "clips": len(clips), "noise_draws": args.noise_draws}
-    args.json.write_text(json.dumps({**summary, "rows": results}, indent=2) + "\n")
+    write_report(args.json, {**summary, "rows": results})
     print(f"wrote {args.json}")
 
 

@@ -10,13 +10,12 @@ there and reports MFU against --peak-tflops.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
+from kinema.reports import write_report
 from kinema.transformer import DiT, get_preset
 from kinema.transformer.dit import count_parameters, flops_per_token
 
@@ -108,8 +107,7 @@ def main() -> None:
         "threads": args.threads,
         "rows": rows,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Prints a table and writes JSON (default benchmarks/results/generate_e2e.json).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from kinema.pipeline import Pipeline
+from kinema.reports import write_report
 from kinema.video import write_video
 
 DEFAULT_PROMPT = "a red ball bounces on a blue floor"
@@ -101,8 +101,7 @@ def main() -> None:
     print(f"{'pipeline, warm':<28}{warm['median_s']:>10.2f}")
     for stage, seconds in warm["stages_median_s"].items():
         print(f"{'  ' + stage:<28}{seconds:>10.2f}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
     print(f"JSON: {args.json}")
 
 

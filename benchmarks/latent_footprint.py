@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from kinema.pipeline import Pipeline
+from kinema.reports import write_report
 from kinema.world.captions import reversed_scene
 from kinema.world.render import render_scene
 from kinema.world.spec import Color, SceneSpec, Shape
@@ -128,8 +127,7 @@ def main() -> None:
         "edits": result,
         "seconds": time.perf_counter() - start,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    write_report(args.json, out)
     print(f"JSON: {args.json}")
 
 

@@ -12,14 +12,13 @@ table and writes JSON (default benchmarks/results/packing.json).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from kinema.patches import pack_sequences, patchify
+from kinema.reports import write_report
 from kinema.transformer import DiT, get_preset
 
 PATCH = (1, 2, 2)
@@ -105,8 +104,7 @@ def main() -> None:
         "rows": rows,
         "packed_over_padded": speedup,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,8 @@ JSON (default benchmarks/results/text_sensitivity.json).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,6 +46,7 @@ from tqdm import tqdm
 from kinema.flow import interpolate, velocity_target
 from kinema.patches import patchify
 from kinema.pipeline import Pipeline
+from kinema.reports import write_report
 from kinema.world.captions import SHAPE_WORDS, reverse_world_directions
 from kinema.world.render import render_scene
 from kinema.world.spec import Color, SceneSpec
@@ -198,8 +197,7 @@ def main() -> None:
         "models": models,
         "seconds": time.perf_counter() - start,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
     print(f"JSON: {args.json}")
 
 

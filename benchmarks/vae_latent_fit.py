@@ -18,7 +18,6 @@ table and writes JSON (default benchmarks/results/vae_latent_fit.json).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from kinema.compression.pixels import quantize
 from kinema.compression.refine import DEFAULT_REFINE_LR, refine_latents
 from kinema.compression.vae import CausalVAE
 from kinema.pipeline import to_video_tensor
+from kinema.reports import write_report
 from kinema.video import read_video
 from kinema.world.dataset import make_world, read_manifest
 from kinema.world.render import render_scene
@@ -133,8 +133,7 @@ def main() -> None:
             f"{row['latent_rms_change']:>12.3f}{row['file_vs_render_psnr']:>19.2f}"
             f"{row['encoder_psnr_on_render']:>22.2f}"
         )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
     print(f"JSON: {args.json}")
 
 

@@ -20,11 +20,11 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from kinema.compression.vae import PRESETS, CausalVAE
+from kinema.reports import write_report
 
 
 def synthetic_frames(start: int, stop: int, size: int) -> torch.Tensor:
@@ -176,8 +176,7 @@ def main() -> None:
         "stream_peak_growth": {"from": ref, "to": lengths[-1], **growth},
         "cpu": platform.processor() or platform.machine(),
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
 
 
 if __name__ == "__main__":

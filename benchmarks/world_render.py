@@ -9,7 +9,6 @@ time split of one core (sampling + captions, rendering, mp4 encoding) measured o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinema.reports import write_report
 from kinema.video import write_video
 from kinema.world.dataset import ClipRequest, clip_record, make_world
 from kinema.world.render import render_scene
@@ -84,8 +84,7 @@ def main() -> None:
     )
     for stage, ms in result["median_ms_per_stage_one_core"].items():
         print(f"  {stage:<16} {ms:7.2f} ms/clip (median, one core)")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ benchmarks/results/worldbench_pan_signs.json).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections import Counter
 from pathlib import Path
 
-from kinema.reports import read_report
+from kinema.reports import read_report, write_report
 from kinema.world.spec import PAN_DIRECTION, Camera
 from kinema.world.suite import load_suite
 
@@ -69,8 +68,7 @@ def main() -> None:
     for path, row in rows.items():
         print(f"{Path(path).name[-52:]:<52}" + "".join(f"{row[k]:>24}" for k in OUTCOMES))
     out = {"suite": args.suite, "min_pan_units": MIN_PAN_UNITS, "reports": rows}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    write_report(args.json, out)
     print(f"JSON: {args.json}")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinema.reports import write_report
 from kinema.video import read_video, write_video
 from kinema.world.bench import bench_video, summarize
 from kinema.world.dataset import make_world, read_manifest
@@ -189,8 +189,7 @@ def main() -> None:
         "one_attribute_changed": {"clips_each": args.flips, "exact_failure_rate": flips},
         "seconds": round(seconds, 1),
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
 
 
 if __name__ == "__main__":
