@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -216,6 +217,12 @@ def test_windows_given_frames_guide_only_from_their_min_t(pipe, monkeypatch):
         pipe("a red ball", mode="i2v", image=frames(1)[0], given_guidance_min_t=2.0)
     with pytest.raises(ValueError, match="given_guidance_min_t"):
         GenerationDefaults(given_guidance_min_t=-1.0)
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
+        GenerationDefaults(guidance_scale=float("nan"))
+    with pytest.raises(ValueError, match="given_guidance_scale must be a finite number"):
+        GenerationDefaults(given_guidance_scale=-2.0)
+    with pytest.raises(ValueError, match="shift must be a finite number"):
+        GenerationDefaults(shift=math.inf)
 
 
 def test_the_stochastic_solver_is_reproducible_from_the_seed(pipe):
@@ -419,6 +426,16 @@ def test_bad_inputs_raise_clear_errors(pipe, tmp_path):
         pipe("  ")
     with pytest.raises(ValueError, match="refine_steps must be None or an int >= 0, got -1"):
         pipe("a red ball", mode="i2v", image=frames(1)[0], refine_steps=-1)
+    with pytest.raises(ValueError, match=r"guidance_scale must be a finite number >= 0.*got nan"):
+        pipe("a red ball", guidance_scale=float("nan"))
+    with pytest.raises(ValueError, match=r"guidance_scale must be a finite number >= 0.*got -1"):
+        pipe("a red ball", guidance_scale=-1.0)
+    with pytest.raises(ValueError, match=r"given_guidance_scale must be a finite .*got inf"):
+        pipe("a red ball", mode="i2v", image=frames(1)[0], given_guidance_scale=math.inf)
+    with pytest.raises(ValueError, match=r"fps must be a finite number > 0, got inf"):
+        pipe("a red ball", fps=math.inf)
+    with pytest.raises(ValueError, match=r"shift must be a finite number > 0 \(1: no shift\)"):
+        pipe("a red ball", shift=0.0)
 
 
 def test_text_encoder_must_match_the_model(model_dir):

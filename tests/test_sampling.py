@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -14,6 +16,8 @@ from kinema.sampling import (
     Solver,
     TextChoice,
     bind_text,
+    check_guidance_scale,
+    check_shift,
     euler_step,
     guided_velocity,
     heun_step,
@@ -187,6 +191,21 @@ def test_guidance_min_t_guides_only_the_noisy_steps() -> None:
     for bad in (-0.1, 1.5, True, "0.9"):
         with pytest.raises(ValueError, match=r"guidance_min_t must be a number in \[0, 1\]"):
             sample(PullToTarget(target), noise, steps=2, guidance_min_t=bad)
+
+
+def test_guidance_scale_must_be_a_finite_number_at_least_zero() -> None:
+    target, noise = randn(2), randn(3)
+    for bad in (float("nan"), math.inf, -1.0, True, "4"):
+        with pytest.raises(ValueError, match=r"guidance_scale must be a finite number >= 0"):
+            sample(PullToTarget(target), noise, steps=2, guidance_scale=bad)
+    unconditional = PullToTarget(target)
+    sample(unconditional, noise, steps=1, guidance_scale=0)  # 0: the unconditional velocity
+    assert unconditional.calls == ["cond", "uncond"]
+    assert check_guidance_scale(np.float32(4.0)) == 4.0  # numpy scalars are numbers too
+    assert check_shift(None) is None and check_shift(3) == 3.0
+    for bad in (0.0, -1.0, math.inf, float("nan")):
+        with pytest.raises(ValueError, match=r"shift must be a finite number > 0"):
+            check_shift(bad)
 
 
 def test_guidance_formula_with_bound_negative_prompt() -> None:

@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from kinema.atomic import atomic_directory
 from kinema.compression.vae import CausalVAE
 from kinema.modes import mode_guidance
-from kinema.sampling import Solver, check_guidance_min_t
+from kinema.sampling import Solver, check_guidance_min_t, check_guidance_scale, check_shift
 from kinema.text import sha256_file
 from kinema.transformer import DiT, DiTConfig
 from kinema.transformer.experts import TimestepExperts, share_parameters
@@ -96,6 +96,10 @@ class GenerationDefaults:
     def __post_init__(self) -> None:
         Solver.parse(self.solver)  # a bad name fails where the model index is read
         check_guidance_min_t(self.given_guidance_min_t, "given_guidance_min_t")
+        check_guidance_scale(self.guidance_scale, "guidance_scale")
+        if self.given_guidance_scale is not None:
+            check_guidance_scale(self.given_guidance_scale, "given_guidance_scale")
+        check_shift(self.shift)
 
     def guidance_for(self, mode: str) -> float:
         """The default guidance scale of a mode (a Mode or its value, e.g. "i2v")."""

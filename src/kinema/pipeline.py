@@ -67,6 +67,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import secrets
 import time
 import warnings
@@ -100,7 +101,13 @@ from kinema.modes import (
     spans_of,
 )
 from kinema.modes import blend_seams as blend_window_seams
-from kinema.sampling import Solver, check_guidance_min_t, timestep_schedule
+from kinema.sampling import (
+    Solver,
+    check_guidance_min_t,
+    check_guidance_scale,
+    check_shift,
+    timestep_schedule,
+)
 from kinema.text import TextEncoder, load_text_encoder
 from kinema.transformer import DiT
 from kinema.transformer.experts import TimestepExperts
@@ -551,8 +558,12 @@ class Pipeline:
         if patch[1] == patch[2]:
             why = f"VAE space compression {sc} x patch {patch[2]}"
         check_size(s.width, s.height, self.size_multiples, limits.min_size, limits.max_size, why)
-        if not s.fps > 0:
-            raise ValueError(f"fps must be positive, got {s.fps}")
+        fps = s.fps
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < math.inf:
+            raise ValueError(f"fps must be a finite number > 0, got {fps!r}")
+        check_guidance_scale(s.guidance_scale, "guidance_scale")
+        check_guidance_scale(s.given_guidance_scale, "given_guidance_scale")
+        check_shift(s.shift)
         steps = s.num_inference_steps
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"num_inference_steps must be an int >= 1, got {steps!r}")

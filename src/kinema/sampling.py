@@ -14,6 +14,8 @@ extension, connection, looping), and SDEdit starts part-way down the schedule fr
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -32,6 +34,8 @@ __all__ = [
     "VelocityModel",
     "bind_text",
     "check_guidance_min_t",
+    "check_guidance_scale",
+    "check_shift",
     "euler_step",
     "guided_velocity",
     "heun_step",
@@ -148,6 +152,32 @@ def check_guidance_min_t(value: float, name: str = "guidance_min_t") -> float:
     return float(value)
 
 
+def check_guidance_scale(value: float, name: str = "guidance_scale") -> float:
+    """``value`` if it is a finite classifier-free guidance scale >= 0 (0: the unconditional
+    velocity alone, 1: the conditional one alone), else a ValueError naming ``name``."""
+    if not _is_number(value) or not 0 <= value < math.inf:
+        raise ValueError(
+            f"{name} must be a finite number >= 0 (0: the unconditional velocity alone, 1: the "
+            f"conditional one alone), got {value!r}"
+        )
+    return float(value)
+
+
+def check_shift(value: float | None, name: str = "shift") -> float | None:
+    """``value`` if it is None (the shift of the training token count) or a finite timestep
+    shift > 0 (1: none), else a ValueError naming ``name``."""
+    if value is None:
+        return None
+    if not _is_number(value) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0 (1: no shift) or None, got {value!r}")
+    return float(value)
+
+
+def _is_number(value: object) -> bool:
+    """A real number (numpy's included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _at_or_above(t: float, threshold: float) -> bool:
     """``t >= threshold`` in float32, the precision the model reads t in (and the high-noise
     expert's routing compares in), so a schedule time that rounds to the threshold counts."""
@@ -247,6 +277,7 @@ def sample(
     2024); 0 guides every step.
     """
     check_guidance_min_t(guidance_min_t)
+    check_guidance_scale(guidance_scale)
     solver = Solver.parse(solver)
     if step_generator is None and not isinstance(noise, Tensor):
         step_generator = generator  # one seeded generator drives the start and every step

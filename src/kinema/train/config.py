@@ -30,7 +30,7 @@ import yaml
 
 from kinema.atomic import atomic_write_text
 from kinema.compression.train import VAETrainConfig
-from kinema.sampling import Solver, check_guidance_min_t
+from kinema.sampling import Solver, check_guidance_min_t, check_guidance_scale
 from kinema.transformer import PRESETS as DIT_PRESETS
 from kinema.transformer import DiTConfig
 
@@ -590,6 +590,10 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"samples.every must be >= 0 (0: never), got {config.samples.every}")
     try:
         check_guidance_min_t(config.samples.given_guidance_min_t, "samples.given_guidance_min_t")
+        samples = config.samples
+        check_guidance_scale(samples.guidance_scale, "samples.guidance_scale")
+        if samples.given_guidance_scale is not None:
+            check_guidance_scale(samples.given_guidance_scale, "samples.given_guidance_scale")
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if any(p < 1 for p in config.model.patch):
