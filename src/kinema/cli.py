@@ -6,6 +6,7 @@ kinema world suite --out PATH     regenerate WorldBench's public prompt suite
 kinema world render PROMPT -o OUT render a prompt's scene with the world (no model)
 kinema bench world --json OUT     WorldBench: generate the prompt suite (or --manifest M) and score
 kinema bench modes --json OUT     every generation mode on world clips: given PSNR, seams
+kinema bench compare A B          B minus A of two WorldBench reports, paired 95% intervals
 kinema generate PROMPT -o OUT     text (+ image/video) to video: t2v, i2v, extend, long, ...
 kinema video info PATH            probe a video file
 kinema vae train|eval             train the video VAE; encode→decode PSNR/SSIM of videos
@@ -293,6 +294,36 @@ def _add_bench(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the spec shuffle")
     p.add_argument("--workers", type=int, default=None)
     _add_bench_modes(bench)
+    _add_bench_compare(bench)
+
+
+def _add_bench_compare(bench) -> None:
+    p = _command(
+        bench,
+        "compare",
+        "B minus A of two WorldBench reports of the same prompts, with paired 95% intervals",
+        run_bench_compare,
+    )
+    p.add_argument("a", help="report A (kinema bench world --json), .json or .json.gz")
+    p.add_argument("b", help="report B, of the same suite at the same seeds")
+    p.add_argument("--limit", type=int, default=None, help="only the first N clips of each")
+    p.add_argument("--draws", type=int, default=10_000, help="bootstrap draws (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the comparison")
+
+
+def run_bench_compare(args: argparse.Namespace) -> int:
+    from kinema.bench.compare import compare_reports, format_comparison
+    from kinema.reports import read_report, write_report
+
+    result = compare_reports(
+        read_report(args.a), read_report(args.b), args.limit, args.draws, args.seed
+    )
+    print(format_comparison(result, args.a, args.b))
+    if args.json_out:
+        write_report(args.json_out, {"a": args.a, "b": args.b, **result})
+        print(f"report: {args.json_out}")
+    return 0
 
 
 def _add_json_out(p: argparse.ArgumentParser) -> None:
