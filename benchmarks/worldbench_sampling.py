@@ -21,8 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from kinema.bench.compare import compare_reports
 from kinema.cli import main as kinema
 from kinema.reports import write_report
 from kinema.world.bench import CATEGORIES
@@ -67,31 +66,6 @@ def bench_args(setting: dict[str, Any]) -> list[str]:
     return args
 
 
-def clip_counts(report: dict[str, Any]) -> np.ndarray:
-    """(clips, 2): checks passed and checks made, per clip, in suite order."""
-    return np.array(
-        [
-            [sum(c["passed"] for c in clip["checks"]), len(clip["checks"])]
-            for clip in report["clips"]
-        ],
-        dtype=np.float64,
-    )
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int = 0) -> dict:
-    """Overall pass rate of b minus a's, with a 95% bootstrap interval over paired clips."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), size=(draws, len(a)))
-
-    def rate(counts: np.ndarray, i: np.ndarray) -> np.ndarray:  # micro-average over the checks
-        return counts[i, 0].sum(-1) / counts[i, 1].sum(-1)
-
-    diffs = rate(b, idx) - rate(a, idx)
-    whole = np.arange(len(a))
-    lo, hi = np.quantile(diffs, [0.025, 0.975])
-    return {"diff": float(rate(b, whole) - rate(a, whole)), "ci95": [float(lo), float(hi)]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: the shipped one)")
@@ -132,9 +106,8 @@ def main() -> None:
         rows.append(
             {"setting": setting, "label": name, "report": json.loads(report_path.read_text())}
         )
-    base = clip_counts(rows[0]["report"])
-    for row in rows:
-        row["vs_first"] = paired_difference(base, clip_counts(row["report"]))
+    for row in rows:  # overall minus the first row's, paired clip by clip
+        row["vs_first"] = compare_reports(rows[0]["report"], row["report"], draws=2000)["overall"]
     print(f"\n{args.suite} suite, first {args.limit} prompts; diff: overall minus the first row's")
     print(
         f"{'setting':<28}{'overall':>8}"
