@@ -77,6 +77,11 @@ def test_mismatched_reports_are_refused_and_limit_pairs_their_first_clips():
     assert compare_reports(a, b, limit=3)["clips"] == 3
     with pytest.raises(ValueError, match="limit must be >= 1"):
         compare_reports(a, b, limit=0)
+    held_out = report([[True]] * 3)
+    for i, clip in enumerate(held_out["clips"]):
+        clip["path"] = f"wh-{i:04d}.mp4"
+    with pytest.raises(ValueError, match=r"clip 0 is clip0\.mp4 in A and wh-0000\.mp4 in B"):
+        compare_reports(a, held_out, limit=3)
     with pytest.raises(ValueError, match="report B has no per-clip results"):
         compare_reports(a, {"overall": 0.5})
 

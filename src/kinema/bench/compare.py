@@ -10,6 +10,7 @@ suite cannot tell from the luck of the prompts drawn.
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -97,8 +98,9 @@ def compare_reports(
 ) -> dict[str, Any]:
     """B minus A over their first ``limit`` clips (all by default), paired clip by clip.
 
-    Both reports must hold the same number of clips (after ``limit``): the i-th clip of each is
-    taken to be the same prompt at the same seed, as `kinema bench world` makes them.
+    Both reports must hold the same number of clips (after ``limit``), and the i-th clip of each
+    the same prompt at the same seed, as `kinema bench world` makes them: where both name their
+    videos, the file names must agree (wb-0000.mp4 ...).
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 (the first N clips of both reports), got {limit}")
@@ -111,6 +113,13 @@ def compare_reports(
             f"needs the same prompts in both (pass --limit {min(len(clips_a), len(clips_b))} "
             "to compare the first clips of each)"
         )
+    for i, (x, y) in enumerate(zip(clips_a, clips_b, strict=True)):
+        name_a, name_b = PurePath(x.get("path", "")).name, PurePath(y.get("path", "")).name
+        if name_a and name_b and name_a != name_b:
+            raise ValueError(
+                f"clip {i} is {name_a} in A and {name_b} in B: the reports are not of the same "
+                "prompts (compare reports of one suite, made by `kinema bench world`)"
+            )
     n = len(clips_a)
     index = np.random.default_rng(seed).integers(0, n, size=(draws, n))
     categories = {}
