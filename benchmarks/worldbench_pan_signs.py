@@ -1,4 +1,4 @@
-"""Which way the pans of WorldBench reports go: along the prompt, against it, or not along its axis.
+"""Which way the pans of WorldBench reports go, and how far their zooms go.
 
     python benchmarks/worldbench_pan_signs.py REPORT.json[.gz] [REPORT ...] [--suite suite]
 
@@ -9,7 +9,9 @@ whole clip): "no pan along its axis" when the offset along the prompt's axis is 
 sign along the axis. The offset is read even where the check calls the background untrackable, so
 these counts are about the direction of what moved, not about passing the check. A model that
 reads "left" from "right" has few opposite pans; one that reads only the axis has as many opposite
-pans as right ones. Prints a table and writes JSON (default
+pans as right ones. For the clips whose prompt zooms, in and out apart: how many pass the camera
+check and the median zoom measured over the clip (×1.52 for a 4-second zoom in; the check asks
+for half of that in log scale, ×1.23 in and ×0.81 out). Prints a table and writes JSON (default
 benchmarks/results/worldbench_pan_signs.json).
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +30,8 @@ from kinema.world.suite import load_suite
 MIN_PAN_UNITS = 0.15  # about 40% of a 4-second pan (PAN_UNITS_PER_S = 0.09 units per second)
 OUTCOMES = ("right way", "opposite way", "no pan along its axis")
 _MOVED = re.compile(r"moved \(([-+\d.]+), ([-+\d.]+)\) units")
+_ZOOM = re.compile(r"zoom ×([\d.]+)")
+ZOOMS = (Camera.ZOOM_IN, Camera.ZOOM_OUT)
 
 
 def pan_outcome(camera: str, detail: str) -> str:
@@ -53,6 +58,27 @@ def count_pans(report: dict, cameras: dict[str, str]) -> Counter:
     return counts
 
 
+def count_zooms(report: dict, cameras: dict[str, str]) -> dict[str, dict]:
+    """Per zoom direction: clips, how many pass the camera check, and their median zoom."""
+    found: dict[str, list[tuple[bool, float]]] = {c.value: [] for c in ZOOMS}
+    for clip in report["clips"]:
+        camera = cameras[Path(clip["path"]).stem]
+        if camera in found:  # the camera check's detail: "moved (+0.00, -0.01) units, zoom ×1.21"
+            check = next(c for c in clip["checks"] if c["category"] == "camera")
+            zoom = _ZOOM.search(check["detail"])
+            if zoom is None:
+                raise ValueError(f"no zoom in the check detail {check['detail']!r}")
+            found[camera].append((bool(check["passed"]), float(zoom.group(1))))
+    return {
+        camera: {
+            "clips": len(rows),
+            "passed": sum(p for p, _ in rows),
+            "median_zoom": statistics.median(z for _, z in rows) if rows else None,
+        }
+        for camera, rows in found.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", help="kinema bench world --json reports")
@@ -62,11 +88,19 @@ def main() -> None:
     cameras = {e["id"]: e["spec"]["camera"] for e in load_suite(args.suite)}
     rows = {}
     for path in args.reports:
-        counts = count_pans(read_report(path), cameras)
-        rows[path] = {k: counts[k] for k in OUTCOMES}
-    print(f"{'report':<52}" + "".join(f"{k:>24}" for k in OUTCOMES))
+        report = read_report(path)
+        counts = count_pans(report, cameras)
+        rows[path] = {k: counts[k] for k in OUTCOMES} | {"zooms": count_zooms(report, cameras)}
+    zoom_heads = [f"{c.value}: passed, median" for c in ZOOMS]
+    print(f"{'report':<44}" + "".join(f"{k:>24}" for k in (*OUTCOMES, *zoom_heads)))
     for path, row in rows.items():
-        print(f"{Path(path).name[-52:]:<52}" + "".join(f"{row[k]:>24}" for k in OUTCOMES))
+        zooms = []
+        for c in ZOOMS:
+            z = row["zooms"][c.value]
+            median = "-" if z["median_zoom"] is None else f"×{z['median_zoom']:.2f}"
+            zooms.append(f"{z['passed']}/{z['clips']}, {median}")
+        cells = [str(row[k]) for k in OUTCOMES] + zooms
+        print(f"{Path(path).name[-44:]:<44}" + "".join(f"{c:>24}" for c in cells))
     out = {"suite": args.suite, "min_pan_units": MIN_PAN_UNITS, "reports": rows}
     write_report(args.json, out)
     print(f"JSON: {args.json}")

@@ -1,11 +1,12 @@
-"""WorldBench against sampling settings: mode, guidance, steps, solver, image-first, side by side.
+"""WorldBench against sampling settings (mode, guidance, steps, solver, ...), side by side.
 
     python benchmarks/worldbench_sampling.py [--model DIR] [--limit 60] \
         [--setting guidance=4 --setting guidance=10,steps=30 ...] [--json OUT]
     python benchmarks/worldbench_sampling.py --setting mode=i2v,guidance=4 \
         --setting mode=i2v,guidance=1 ...   # image to video from each scene's first frame
 
-Each setting generates the first `--limit` prompts of a suite with `kinema bench world` (same
+Settings: mode (t2v, i2v, extend), guidance, steps, solver, image_first, camera_noise. Each
+setting generates the first `--limit` prompts of a suite with `kinema bench world` (same
 prompts, same seeds, so the settings are paired clip by clip) into its own folder under
 `--out-root` (a folder made before under the same model and settings is reused), then scores
 them. The table gives each setting's overall and per-category pass rates, its palette share
@@ -26,7 +27,14 @@ from kinema.cli import main as kinema
 from kinema.reports import write_report
 from kinema.world.bench import CATEGORIES
 
-KEYS = {"mode": str, "guidance": float, "steps": int, "solver": str, "image_first": bool}
+KEYS = {
+    "mode": str,
+    "guidance": float,
+    "steps": int,
+    "solver": str,
+    "image_first": bool,
+    "camera_noise": float,
+}
 DEFAULT_SETTINGS = ["guidance=4", "guidance=7", "guidance=10", "guidance=14", "guidance=20"]
 
 
@@ -76,7 +84,7 @@ def main() -> None:
         action="append",
         default=None,
         help="KEY=VALUE[,KEY=VALUE]: mode (t2v, i2v or extend), guidance, steps, solver, "
-        f"image_first (repeat; default: {' '.join(DEFAULT_SETTINGS)})",
+        f"image_first, camera_noise (repeat; default: {' '.join(DEFAULT_SETTINGS)})",
     )
     parser.add_argument("--out-root", default="outputs/worldbench-sampling")
     parser.add_argument("--json", default="benchmarks/results/worldbench_sampling.json")

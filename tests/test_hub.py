@@ -8,9 +8,11 @@ import os
 import pytest
 import torch
 
+from kinema.camera_noise import CameraSpeeds
 from kinema.compression.vae import PRESETS, CausalVAE
 from kinema.hub import (
     DEFAULT_MODEL_DIR,
+    GenerationDefaults,
     ModelIndex,
     ModelIntegrityError,
     load_model,
@@ -65,6 +67,25 @@ def test_an_unknown_default_solver_fails_when_the_index_is_read():
         ModelIndex.from_dict(index)
     index["defaults"]["solver"] = "stochastic"
     assert ModelIndex.from_dict(index).defaults.solver == "stochastic"
+
+
+def test_camera_noise_and_speeds_round_trip_and_bad_ones_fail_when_read():
+    index = ModelIndex(
+        defaults=GenerationDefaults(camera_noise=0.85), camera_speeds=CameraSpeeds(0.2, 1.3)
+    )
+    back = ModelIndex.from_dict(json.loads(json.dumps(index.to_dict())))
+    assert back.defaults.camera_noise == 0.85 and back.camera_speeds == CameraSpeeds(0.2, 1.3)
+    older = index.to_dict()  # an index written before these existed: plain noise
+    del older["camera_speeds"], older["defaults"]["camera_noise"]
+    assert ModelIndex.from_dict(older).defaults.camera_noise == 0.0
+    bad = index.to_dict()
+    bad["camera_speeds"]["zoom"] = -1
+    with pytest.raises(ValueError, match="camera speed zoom must be a finite number > 0"):
+        ModelIndex.from_dict(bad)
+    bad = index.to_dict()
+    bad["defaults"]["camera_noise"] = 3
+    with pytest.raises(ValueError, match="camera_noise must be a number from 0 to 1"):
+        ModelIndex.from_dict(bad)
 
 
 def test_missing_index_and_non_finite_weights(tmp_path):

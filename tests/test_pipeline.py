@@ -20,6 +20,7 @@ from kinema.bench.modes import BenchConfig, flicker_ratio, run_bench, seam_ratio
 from kinema.cli import main
 from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
+from kinema.diffusion import draw_noise
 from kinema.hub import GenerationDefaults, ModelIndex, ModelLimits, save_model
 from kinema.modes import Mode, Span, blend_seams, build_mode_spec, fill_unknown
 from kinema.pipeline import (
@@ -223,6 +224,38 @@ def test_windows_given_frames_guide_only_from_their_min_t(pipe, monkeypatch):
         GenerationDefaults(given_guidance_scale=-2.0)
     with pytest.raises(ValueError, match="shift must be a finite number"):
         GenerationDefaults(shift=math.inf)
+
+
+def test_camera_noise_primes_only_windows_from_text_whose_prompt_names_a_move(pipe, monkeypatch):
+    used = record_sampling(pipe, monkeypatch, "noise", camera_noise=0.9)
+    pan = "a red ball, the camera pans left"
+    primed = pipe(pan, seed=2, num_frames=17)
+    plain = pipe(pan, seed=2, num_frames=17, camera_noise=0.0)
+    assert primed.settings.camera_noise == 0.9 and plain.settings.camera_noise == 0.0
+    assert used[0] is not None and used[1] is None
+    assert not torch.equal(primed.latents[0], plain.latents[0])
+    seeds_own = draw_noise(
+        tuple(plain.latents[0].shape), (1, 2, 2), torch.Generator().manual_seed(2)
+    )
+    assert torch.equal(used[0][:, 0], seeds_own[:, 0])  # frame 0's noise is the seed's own
+    assert not torch.equal(used[0][:, 1:], seeds_own[:, 1:])
+    # a prompt whose camera does not move starts from the seed's plain noise either way
+    still = pipe("a red ball", seed=2, num_frames=17)
+    unprimed = pipe("a red ball", seed=2, num_frames=17, camera_noise=0.0)
+    assert torch.equal(still.latents[0], unprimed.latents[0])
+    # windows given frames keep plain noise: long primes its first window only, i2v none
+    used.clear()
+    out = pipe(pan, mode="long", num_frames=25, seed=1)
+    assert used[0] is not None and all(n is None for n in used[1:]) and len(used) > 1
+    assert out.settings.camera_noise == 0.9
+    used.clear()
+    pipe(pan, mode="i2v", image=frames(1)[0], seed=1)
+    pipe(pan, mode="loop", num_frames=17, seed=1)  # a loop's end comes back to its start
+    assert set(map(type, used)) == {type(None)} and len(used) == 3
+    with pytest.raises(ValueError, match="camera_noise must be a number from 0 to 1"):
+        pipe(pan, camera_noise=1.5)
+    with pytest.raises(ValueError, match="camera_noise must be a number from 0 to 1"):
+        GenerationDefaults(camera_noise=-0.5)
 
 
 def test_the_stochastic_solver_is_reproducible_from_the_seed(pipe):

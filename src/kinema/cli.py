@@ -281,6 +281,7 @@ def _add_bench(commands) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
     _add_solver(p)
+    _add_camera_noise(p)
     p.add_argument(
         "--image-first",
         action=argparse.BooleanOptionalAction,
@@ -335,6 +336,16 @@ def _add_json_out(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_camera_noise(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--camera-noise",
+        type=float,
+        default=None,
+        help="share of the starting noise moved as the prompt's camera moves (a pan or zoom), "
+        "in [0, 1] (0: plain noise; default: the model's)",
+    )
+
+
 def _add_solver(p: argparse.ArgumentParser) -> None:
     from kinema.sampling import Solver
 
@@ -365,7 +376,9 @@ def _generate_suite(args: argparse.Namespace) -> Path:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     entries = load_suite(args.suite)[: args.limit]
     pipe = Pipeline.from_pretrained(args.model)
-    generate = pipeline_generator(pipe, args.steps, args.guidance, args.image_first, args.solver)
+    generate = pipeline_generator(
+        pipe, args.steps, args.guidance, args.image_first, args.solver, args.camera_noise
+    )
     # what makes the clips: the model's files and the sampling settings in effect (its defaults
     # with the flags given applied), not where the model folder happens to be
     overrides = {
@@ -373,6 +386,7 @@ def _generate_suite(args: argparse.Namespace) -> Path:
         "guidance_scale": args.guidance,
         "image_first": args.image_first,
         "solver": args.solver,
+        "camera_noise": args.camera_noise,
     }
     defaults = dataclasses.asdict(pipe.index.defaults)
     defaults.update({k: v for k, v in overrides.items() if v is not None})
@@ -469,6 +483,7 @@ def _add_generate(commands) -> None:
         "default: the model's",
     )
     _add_solver(p)
+    _add_camera_noise(p)
     p.add_argument("--seed", type=int, default=-1, help="-1: random (printed)")
     p.add_argument("--context-latents", type=int, default=2, help="context of extend/long/loop")
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
@@ -541,6 +556,7 @@ def run_generate(args: argparse.Namespace) -> int:
             image_first=args.image_first,
             blend_seams=args.blend_seams,
             refine_steps=args.refine_steps,
+            camera_noise=args.camera_noise,
             **inputs,
         )
     finally:

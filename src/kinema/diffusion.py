@@ -100,6 +100,18 @@ def flow_matching_loss(
 
 
 @torch.no_grad()
+def draw_noise(
+    shape: tuple[int, int, int, int], patch: Triple, generator: torch.Generator | None = None
+) -> Tensor:
+    """Starting noise (C, t, h, w) for a clip's latents, drawn token by token on the
+    generator's device (CPU without one), so a seed gives the same noise on every device."""
+    C, T, H, W = shape
+    grid = (T // patch[0], H // patch[1], W // patch[2])
+    N, D = grid[0] * grid[1] * grid[2], C * patch[0] * patch[1] * patch[2]
+    device = generator.device if generator is not None else None
+    return unpatchify(torch.randn((N, D), generator=generator, device=device), grid, C, patch)
+
+
 def generate_latents(
     model: DiT,
     text: Tensor,
@@ -117,6 +129,7 @@ def generate_latents(
     sde_edit_strength: float | None = None,
     callback: StepCallback | None = None,
     guidance_min_t: float = 0.0,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """Sample one clip's latents (C, t, h, w) for text tokens (L, D).
 
@@ -126,12 +139,13 @@ def generate_latents(
     Noise is drawn on the generator's device (CPU without one) and moved to the model's, so a
     seed gives the same noise on every device. `callback(i, t, tokens)` runs after each step.
     Guidance applies at times t >= `guidance_min_t` (:func:`kinema.sampling.sample`).
+    `noise` (C, t, h, w): the starting noise, instead of drawing it from `generator`.
     """
     C, T, H, W = shape
     device = next(model.parameters()).device
     grid = (T // patch[0], H // patch[1], W // patch[2])
     _, positions = patchify(torch.zeros(shape, device=device), patch)  # (N, 3)
-    N, D = positions.shape[0], C * patch[0] * patch[1] * patch[2]
+    N = positions.shape[0]
     ids = torch.zeros(N, dtype=torch.long, device=device)
 
     def velocity(x: Tensor, t: Tensor, text_tokens: Tensor) -> Tensor:
@@ -146,11 +160,14 @@ def generate_latents(
         frames = given_frames.to(device)
         condition = Condition(tokens, frames[positions[:, 0] // patch[0]])
     init_tokens = None if x_init is None else patchify(x_init.to(device), patch)[0]  # (N, D)
-    noise_device = generator.device if generator is not None else None
-    noise = torch.randn((N, D), generator=generator, device=noise_device).to(device)  # (N, D)
+    if noise is None:
+        noise = draw_noise(shape, patch, generator)
+    elif tuple(noise.shape) != tuple(shape):
+        raise ValueError(f"noise of shape {tuple(noise.shape)} does not match latents {shape}")
+    start = patchify(noise.to(device), patch)[0]  # (N, D)
     x = sample(
         bind_text(velocity, text, negative_text),
-        noise,
+        start,
         steps,
         shift=token_shift(N) if shift is None else shift,
         solver=solver,

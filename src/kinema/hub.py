@@ -3,7 +3,8 @@
 A Kinema model folder (``models/default`` is the shipped one)::
 
     model_index.json        format, version, patch size, text encoder, generation defaults,
-                            limits, and the SHA-256 of every weights file
+                            limits, camera speeds (kinema.camera_noise), and the SHA-256 of
+                            every weights file
     vae/config.json         CausalVAE.save_pretrained
     vae/model.safetensors
     transformer/config.json
@@ -34,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from kinema.atomic import atomic_directory
+from kinema.camera_noise import CameraSpeeds, check_camera_noise
 from kinema.compression.vae import CausalVAE
 from kinema.modes import mode_guidance
 from kinema.sampling import Solver, check_guidance_min_t, check_guidance_scale, check_shift
@@ -92,9 +94,12 @@ class GenerationDefaults:
     negative_prompt: str = ""
     image_first: bool = False  # t2v makes frame 0 as an image first (kinema.modes.ModeInputs)
     solver: str = "euler"  # a kinema.sampling.Solver value: euler, heun or stochastic
+    # share of the starting noise moved as the prompt's camera moves (kinema.camera_noise)
+    camera_noise: float = 0.0
 
     def __post_init__(self) -> None:
         Solver.parse(self.solver)  # a bad name fails where the model index is read
+        check_camera_noise(self.camera_noise)
         check_guidance_min_t(self.given_guidance_min_t, "given_guidance_min_t")
         check_guidance_scale(self.guidance_scale, "guidance_scale")
         if self.given_guidance_scale is not None:
@@ -126,6 +131,8 @@ class ModelIndex:
     files: dict[str, str] = field(default_factory=dict)  # relative path -> SHA-256 (on save)
     # sampling steps from t >= this use the high-noise expert in transformer_high/; None: no expert
     high_noise_boundary: float | None = None
+    # how fast the camera of the clips it learnt from moves, for kinema.camera_noise
+    camera_speeds: CameraSpeeds = field(default_factory=CameraSpeeds)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form: training run, figures
 
     def __post_init__(self) -> None:
@@ -154,6 +161,7 @@ class ModelIndex:
             limits=ModelLimits(**d.get("limits", {})),
             files=dict(d.get("files", {})),
             high_noise_boundary=d.get("high_noise_boundary"),
+            camera_speeds=CameraSpeeds(**d.get("camera_speeds", {})),
             extra=dict(d.get("extra", {})),
         )
 

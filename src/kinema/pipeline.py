@@ -35,6 +35,9 @@ Stable API (the studio and the CLI call exactly this)::
                                        # (kinema.compression.refine); None: 20 where a window is
                                        # given one image at its start (i2v, long from an image,
                                        # the clip after an image_first frame), else 0
+        camera_noise=None,             # windows made from text start from noise that already
+                                       # moves as the prompt's camera does, this share of it
+                                       # (kinema.camera_noise; 0: plain noise; None: the model's)
     )
     out.frames   # (T, H, W, 3) uint8 (None for output_type="latent")
     out.fps, out.seed, out.mode
@@ -80,10 +83,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kinema.camera_noise import check_camera_noise, prime_noise, read_camera_move
 from kinema.compression.pixels import to_frames, to_video_tensor
 from kinema.compression.refine import refine_latents
 from kinema.compression.vae import CausalVAE
-from kinema.diffusion import generate_latents
+from kinema.diffusion import draw_noise, generate_latents
 from kinema.flow import token_shift
 from kinema.hub import GenerationDefaults, ModelIndex, load_model
 from kinema.language.expand import Expander, load_expander
@@ -189,6 +193,7 @@ class Settings:
     image_first: bool = False  # t2v, long, loop: frame 0 as an image first, then the clip from it
     blend_seams: bool = True  # generated frames corrected towards the given frames around them
     refine_steps: int | None = None  # given latents fitted to the given frames (None: auto)
+    camera_noise: float = 0.0  # windows from text start from noise moving as the camera does
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
@@ -486,6 +491,7 @@ class Pipeline:
         image_first: bool | None = None,
         blend_seams: bool = True,
         refine_steps: int | None = None,
+        camera_noise: float | None = None,
     ) -> PipelineOutput:
         """Generate a video (see the module docstring for every argument)."""
         start = time.perf_counter()
@@ -529,6 +535,7 @@ class Pipeline:
             image_first=d.image_first if image_first is None else bool(image_first),
             blend_seams=bool(blend_seams),
             refine_steps=refine_steps,
+            camera_noise=d.camera_noise if camera_noise is None else camera_noise,
         )
         self._check_settings(settings)
         # 2. inputs, and the mode's timeline and windows
@@ -564,6 +571,7 @@ class Pipeline:
         check_guidance_scale(s.guidance_scale, "guidance_scale")
         check_guidance_scale(s.given_guidance_scale, "given_guidance_scale")
         check_shift(s.shift)
+        check_camera_noise(s.camera_noise)
         steps = s.num_inference_steps
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"num_inference_steps must be an int >= 1, got {steps!r}")
@@ -723,6 +731,18 @@ class Pipeline:
 
         sample_start = time.perf_counter()
         settings, continues = run.settings, bool(given.any())  # a window given frames
+        noise = None
+        # a window from text alone starts moving as the prompt's camera does; not a loop's, whose
+        # end must come back to its start (a primed pan made its closing seam rougher)
+        if settings.camera_noise and not continues and x_init is None and not run.spec.loop:
+            noise = prime_noise(
+                draw_noise(shape, self.index.patch, run.generator),
+                read_camera_move(settings.prompt),
+                self.vae.config.time_compression / settings.fps,
+                settings.camera_noise,
+                self.index.camera_speeds,
+                run.generator,
+            )
         guidance = settings.given_guidance_scale if continues else settings.guidance_scale
         guidance_min_t = settings.given_guidance_min_t if continues else 0.0
         z = generate_latents(
@@ -742,6 +762,7 @@ class Pipeline:
             x_init=x_init,
             sde_edit_strength=window.strength,
             callback=on_step,
+            noise=noise,
         )
         timings["sampling"] += time.perf_counter() - sample_start
         if refined is not None:  # the transformer saw the encoder's latents; the decoder gets these

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from kinema.camera_noise import prime_noise, read_camera_move
 from kinema.compression.pixels import to_frames
-from kinema.diffusion import generate_latents
+from kinema.diffusion import draw_noise, generate_latents
 from kinema.hub import GenerationDefaults, ModelIndex, load_model, save_model
 from kinema.sampling import Solver
 from kinema.train.checkpoint import latest_checkpoint, read_checkpoint
@@ -66,6 +67,7 @@ def model_index(config: TrainConfig, step: int) -> ModelIndex:
             shift=sampling_shift(config),
             image_first=s.image_first,
             solver=s.solver,
+            camera_noise=s.camera_noise,
         ),
         extra={
             "training": {
@@ -197,7 +199,8 @@ def _encode_prompt(text_encoder: Any, prompt: str) -> torch.Tensor:
 def render_prompts(
     dit: DiT, vae: torch.nn.Module, text_encoder: Any, config: TrainConfig, directory: Path
 ) -> list[Path]:
-    """One .mp4 per `config.samples.prompts` entry (fixed noise per prompt) + prompts.json."""
+    """One .mp4 per `config.samples.prompts` entry (fixed noise per prompt, camera-primed by
+    `samples.camera_noise`) + prompts.json."""
     s, patch = config.samples, tuple(config.model.patch)
     shape = vae.config.latent_shape(s.num_frames, s.height, s.width)  # (C, t, h, w)
     if any(n % p for n, p in zip(shape[1:], patch, strict=True)):
@@ -210,6 +213,14 @@ def render_prompts(
     paths = []
     for i, prompt in enumerate(s.prompts):
         text = _encode_prompt(text_encoder, prompt).to(device)
+        generator = torch.Generator().manual_seed(s.seed + i)
+        noise = prime_noise(
+            draw_noise(shape, patch, generator),
+            read_camera_move(prompt),
+            vae.config.time_compression / s.fps,
+            s.camera_noise,
+            generator=generator,
+        )
         latents = generate_latents(
             dit,
             text,
@@ -220,7 +231,7 @@ def render_prompts(
             guidance_scale=s.guidance_scale,
             shift=sampling_shift(config),
             solver=Solver.parse(s.solver),
-            generator=torch.Generator().manual_seed(s.seed + i),
+            noise=noise,
         )
         video = vae.decode(latents[None].to(device), num_frames=s.num_frames)  # (1, 3, T, H, W)
         paths.append(write_video(directory / f"{i:02d}.mp4", to_frames(video), fps=s.fps))

@@ -45,11 +45,13 @@ def pipeline_generator(
     guidance_scale: float | None = None,
     image_first: bool | None = None,
     solver: str | None = None,
+    camera_noise: float | None = None,
 ) -> ClipGenerator:
     """A ClipGenerator over a `kinema.pipeline.Pipeline`: text to video, image to video when
     given an image, extend forward when given a video (the clip is the video and the frames
     added to it); None: the model's default (for the mode). `solver` is a
-    `kinema.sampling.Solver` value."""
+    `kinema.sampling.Solver` value; `camera_noise` the share of camera-primed starting noise
+    (`kinema.camera_noise`)."""
 
     def generate(
         text: str,
@@ -78,6 +80,7 @@ def pipeline_generator(
             guidance_scale=guidance_scale,
             image_first=image_first,
             solver=solver,
+            camera_noise=camera_noise,
         )
         return out.frames
 
