@@ -143,6 +143,10 @@ def test_prime_noise_checks_its_inputs():
         CameraSpeeds(zoom=0)
     with pytest.raises(ValueError, match="pan must be a finite number >= 0"):
         CameraSpeeds(pan=float("nan"))
+    with pytest.raises(ValueError, match="pan must be a finite number >= 0, got True"):
+        CameraSpeeds(pan=True)
+    with pytest.raises(ValueError, match="camera_noise must be a number from 0 to 1"):
+        check_camera_noise(True)
 
 
 def test_draw_noise_is_the_noise_generate_latents_starts_from():

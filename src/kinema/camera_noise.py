@@ -51,15 +51,19 @@ class CameraSpeeds:
     zoom: float = 1.11  # magnification per second (a zoom out divides by it)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.pan, int | float) and math.isfinite(self.pan) and self.pan >= 0):
+        if not (_is_number(self.pan) and math.isfinite(self.pan) and self.pan >= 0):
             raise ValueError(f"camera speed pan must be a finite number >= 0, got {self.pan!r}")
-        if not (isinstance(self.zoom, int | float) and math.isfinite(self.zoom) and self.zoom > 0):
+        if not (_is_number(self.zoom) and math.isfinite(self.zoom) and self.zoom > 0):
             raise ValueError(f"camera speed zoom must be a finite number > 0, got {self.zoom!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def check_camera_noise(value: float, name: str = "camera_noise") -> float:
     """A camera-noise strength: a number in [0, 1] (0: plain noise)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+    if not _is_number(value) or not 0 <= value <= 1:
         raise ValueError(f"{name} must be a number from 0 to 1 (0: plain noise), got {value!r}")
     return float(value)
 
