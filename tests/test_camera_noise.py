@@ -172,5 +172,6 @@ def test_draw_noise_is_the_noise_generate_latents_starts_from():
             **kwargs,
         )
     assert torch.equal(drawn, given)
+    assert not drawn.requires_grad  # sampling builds no autograd graph
     with pytest.raises(ValueError, match="does not match latents"):
         generate_latents(dit, text, text[:0], shape, patch, noise=torch.zeros(4, 1, 4, 4))

@@ -152,9 +152,7 @@ def prime_noise(
     check_camera_noise(strength, "strength")
     if noise.ndim != 4:
         raise ValueError(f"noise must be (C, t, h, w), got shape {tuple(noise.shape)}")
-    if camera is None or strength == 0 or noise.shape[1] < 2:
-        return noise
-    if camera.zoom == 0 and camera.pan == (0.0, 0.0):
+    if camera is None or camera == CameraMove() or strength == 0 or noise.shape[1] < 2:
         return noise
     speeds = speeds or CameraSpeeds()
     _, T, H, W = noise.shape
@@ -164,12 +162,11 @@ def prime_noise(
         widest = min(1.0, speeds.zoom ** (camera.zoom * (T - 1) * seconds_per_frame))
         canvas = _canvas(base, widest, generator) if widest < 1 else base
     for j in range(1, T):
-        seconds, fresh = j * seconds_per_frame, noise[:, j]
+        seconds = j * seconds_per_frame
         if camera.zoom:
             warped = _zoomed(canvas, H, W, speeds.zoom ** (camera.zoom * seconds))
-            frames.append(strength * _standardize(warped) + keep * fresh)
         else:  # the view moves along the pan, so what it shows moves the other way
             step = speeds.pan * min(H, W) * seconds
             warped = _shifted(base, -camera.pan[0] * step, -camera.pan[1] * step)
-            frames.append(strength * _standardize(warped) + keep * fresh)
+        frames.append(strength * _standardize(warped) + keep * noise[:, j])
     return torch.stack(frames, dim=1)

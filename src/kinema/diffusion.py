@@ -99,7 +99,6 @@ def flow_matching_loss(
     return flow_loss(v, velocity_target(x0, noise), in_loss)
 
 
-@torch.no_grad()
 def draw_noise(
     shape: tuple[int, int, int, int], patch: Triple, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -112,6 +111,7 @@ def draw_noise(
     return unpatchify(torch.randn((N, D), generator=generator, device=device), grid, C, patch)
 
 
+@torch.no_grad()
 def generate_latents(
     model: DiT,
     text: Tensor,

@@ -231,6 +231,7 @@ def render_prompts(
             guidance_scale=s.guidance_scale,
             shift=sampling_shift(config),
             solver=Solver.parse(s.solver),
+            generator=generator,  # the stochastic solver's fresh noise at each step
             noise=noise,
         )
         video = vae.decode(latents[None].to(device), num_frames=s.num_frames)  # (1, 3, T, H, W)
