@@ -71,13 +71,16 @@ def test_an_unknown_default_solver_fails_when_the_index_is_read():
 
 def test_camera_noise_and_speeds_round_trip_and_bad_ones_fail_when_read():
     index = ModelIndex(
-        defaults=GenerationDefaults(camera_noise=0.85), camera_speeds=CameraSpeeds(0.2, 1.3)
+        defaults=GenerationDefaults(camera_noise=0.85, held_start=0.75),
+        camera_speeds=CameraSpeeds(0.2, 1.3),
     )
     back = ModelIndex.from_dict(json.loads(json.dumps(index.to_dict())))
     assert back.defaults.camera_noise == 0.85 and back.camera_speeds == CameraSpeeds(0.2, 1.3)
+    assert back.defaults.held_start == 0.75
     older = index.to_dict()  # an index written before these existed: plain noise
-    del older["camera_speeds"], older["defaults"]["camera_noise"]
+    del older["camera_speeds"], older["defaults"]["camera_noise"], older["defaults"]["held_start"]
     assert ModelIndex.from_dict(older).defaults.camera_noise == 0.0
+    assert ModelIndex.from_dict(older).defaults.held_start == 1.0  # plain noise before it existed
     bad = index.to_dict()
     bad["camera_speeds"]["zoom"] = -1
     with pytest.raises(ValueError, match="camera speed zoom must be a finite number > 0"):
@@ -85,6 +88,10 @@ def test_camera_noise_and_speeds_round_trip_and_bad_ones_fail_when_read():
     bad = index.to_dict()
     bad["defaults"]["camera_noise"] = 3
     with pytest.raises(ValueError, match="camera_noise must be a number from 0 to 1"):
+        ModelIndex.from_dict(bad)
+    bad = index.to_dict()
+    bad["defaults"]["held_start"] = 0
+    with pytest.raises(ValueError, match="held_start must be a number greater than 0"):
         ModelIndex.from_dict(bad)
 
 

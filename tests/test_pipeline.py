@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from kinema import pipeline as pipeline_module
-from kinema.bench.modes import BenchConfig, flicker_ratio, run_bench, seam_ratios
+from kinema.bench.modes import BenchConfig, flicker_ratio, future_fit, run_bench, seam_ratios
 from kinema.cli import main
 from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
@@ -25,6 +25,7 @@ from kinema.hub import GenerationDefaults, ModelIndex, ModelLimits, save_model
 from kinema.modes import Mode, Span, blend_seams, build_mode_spec, fill_unknown
 from kinema.pipeline import (
     Pipeline,
+    PipelineOutput,
     StepInfo,
     check_output_path,
     resolve_guidance,
@@ -33,6 +34,8 @@ from kinema.pipeline import (
 from kinema.text import TextEmbedding
 from kinema.transformer import DiT, get_preset
 from kinema.video import probe_video, read_video, write_video
+from kinema.world.render import render_scene
+from kinema.world.sampler import sample_scene
 
 SIZE = 16  # pixels; the debug VAE (4x space) and a 1x2x2 patch make 2x2 tokens per latent frame
 STEPS = 2
@@ -587,6 +590,55 @@ def test_expand_prompt_option(pipe):
     assert not np.array_equal(plain.frames, expanded.frames)  # generated from the expansion
 
 
+def test_held_start_starts_only_windows_given_frames_from_them(pipe, monkeypatch):
+    used = record_sampling(pipe, monkeypatch, "sde_edit_strength", held_start=0.6)
+    video = frames(9)
+    steps: list[int] = []
+    kwargs = {"mode": "extend-forward", "video": video, "seed": 3, "num_inference_steps": 6}
+    held = pipe("a red ball", callback=steps.append, **kwargs)
+    plain = pipe("a red ball", held_start=1.0, **kwargs)
+    assert used == [0.6, None] and held.settings.held_start == 0.6
+    assert 0 < len(steps) < 6  # only the steps below t = 0.6
+    assert steps[-1].total_steps == len(steps)
+    assert not torch.equal(held.latents[0], plain.latents[0])
+    given = held.given_latents[0]
+    assert torch.equal(held.latents[0][:, given], plain.latents[0][:, given])  # kept clean
+    assert np.array_equal(held.frames[: len(video)], video)  # the input passes through
+    # windows from text and from one image start from noise; an edit from its source at its
+    # own strength; long's chained windows continue frames
+    used.clear()
+    pipe("a red ball", seed=3, num_frames=9)
+    pipe("a red ball", mode="i2v", image=video[0], seed=3)
+    pipe("a red ball", mode="edit", video=video, strength=0.8, seed=3)
+    pipe("a red ball", mode="long", num_frames=25, seed=3)
+    assert used[:4] == [None, None, 0.8, None] and set(used[4:]) == {0.6} and len(used) > 5
+    with pytest.raises(ValueError, match="held_start must be a number greater than 0"):
+        pipe("a red ball", mode="i2v", image=video[0], held_start=0.0)
+
+
+def test_held_start_moves_on_as_the_given_video_does(pipe, monkeypatch):
+    velocities = []
+    hold = pipeline_module.held_latents
+
+    def recording(given, flags, velocity=(0.0, 0.0)):
+        velocities.append(velocity)
+        return hold(given, flags, velocity)
+
+    monkeypatch.setattr(pipeline_module, "held_latents", recording)
+    still = np.repeat(frames(1, seed=4), 9, axis=0)
+    panning = np.stack([np.roll(still[0], i // 4, axis=1) for i in range(9)])  # 1 px / 4 frames
+    for video in (still, panning):
+        pipe("a red ball", mode="extend-forward", video=video, seed=3, held_start=0.7)
+        pipe("a red ball", mode="extend-backward", video=video, seed=3, held_start=0.7)
+    pipe("a red ball", mode="connect", video=panning, video2=still, seed=3, held_start=0.7)
+    tc, sc = pipe.vae.config.time_compression, pipe.vae.config.space_compression
+    moved = tc / 4 / sc  # latent pixels per latent frame
+    expected = [(0, 0), (0, 0), (moved, 0), (moved, 0), (0, 0)]  # connect interpolates
+    assert np.allclose(velocities, expected, atol=0.05)
+    with pytest.raises(ValueError, match="held_start must be a number greater than 0"):
+        GenerationDefaults(held_start=2.0)
+
+
 def test_seam_ratio():
     ramp = np.repeat(np.arange(0, 200, 10, dtype=np.uint8), 4 * 4 * 3).reshape(20, 4, 4, 3)
     assert seam_ratios(ramp, [5]) == pytest.approx([1.0])
@@ -614,6 +666,26 @@ def test_bench_config_names_a_bad_flag():
         BenchConfig(steps=0)
     with pytest.raises(ValueError, match=r"given_guidance_min_t must be a number in \[0, 1\]"):
         BenchConfig(given_guidance_min_t=1.5)
+    with pytest.raises(ValueError, match=r"held_start \(--held-start\) must be a number greater"):
+        BenchConfig(held_start=0.0)
+
+
+def test_future_fit_compares_new_frames_with_the_worlds_own():
+    spec = sample_scene(np.random.default_rng(5), 32, 32, num_frames=9, fps=8)
+    truth = render_scene(dataclasses.replace(spec, num_frames=17))
+    assert np.abs(np.diff(truth[8:].astype(int), axis=0)).mean() > 0  # the scene moves on
+
+    def output(frames: np.ndarray) -> PipelineOutput:
+        spans = [Span(0, 9, None), Span(9, 17, 0)]
+        mode = Mode.EXTEND_FORWARD
+        return PipelineOutput(frames, 8, 0, mode, [], [], spans, None, {}, False, None)  # type: ignore[arg-type]
+
+    db, motion = future_fit(output(truth), spec)
+    assert db > 100 and motion == pytest.approx(1.0)  # the same frames
+    frozen = truth.copy()
+    frozen[9:] = truth[8]
+    db_frozen, motion_frozen = future_fit(output(frozen), spec)
+    assert motion_frozen == 0.0 and db_frozen < 60
 
 
 def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
@@ -650,15 +722,22 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
     assert report["long"]["unblended_seam_ratio_max"] > 0
     assert [row["strength"] for row in report["edit"]] == [0.5, 1.0]
     assert report["long"]["frames"] == 24 and report["long"]["windows"] == 5
+    assert rows["extend-forward"]["future_psnr"] > 0 and rows["extend-forward"]["motion_ratio"] > 0
+    assert "future_psnr" not in rows["extend-backward"]
     monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())
     out = tmp_path / "bench.json"
     argv = ["bench", "modes", "--model", str(model_dir), "--json", str(out), "--clips", "1"]
     code, stdout, err = run_cli(
-        capsys, *argv, "--steps", "1", "--long-seconds", "2", "--given-guidance-min-t", "0.5"
+        capsys,
+        *argv,
+        *("--steps", "1", "--long-seconds", "2", "--given-guidance-min-t", "0.5"),
+        *("--held-start", "0.7"),
     )
     assert code == 0, err
     assert "extend-forward" in stdout and "edit strength" in stdout and "flicker" in stdout
     assert "i2v given PSNR without latent refinement" in stdout
     written = json.loads(out.read_text())
     assert written["long"]["frames"] == 16 and written["given_guidance_min_t"] == 0.5
+    assert written["held_start"] == 0.7 and report["held_start"] == 1.0  # the model's default
+    assert "against the world's own next frames" in stdout
     assert report["given_guidance_min_t"] == 0.0  # the model's, when the bench leaves it out

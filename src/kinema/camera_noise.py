@@ -29,6 +29,7 @@ __all__ = [
     "CameraMove",
     "CameraSpeeds",
     "check_camera_noise",
+    "phase_shift",
     "prime_noise",
     "read_camera_move",
 ]
@@ -100,7 +101,7 @@ def _standardize(x: Tensor) -> Tensor:
     return (x - mean) / x.std(dim=(1, 2), keepdim=True).clamp_min(1e-6)
 
 
-def _shifted(x: Tensor, dx: float, dy: float) -> Tensor:
+def phase_shift(x: Tensor, dx: float, dy: float) -> Tensor:
     """``x`` (C, H, W) moved by (dx, dy) pixels, circularly and by any fraction of a pixel (a
     phase shift, so white noise stays white)."""
     _, H, W = x.shape
@@ -167,6 +168,6 @@ def prime_noise(
             warped = _zoomed(canvas, H, W, speeds.zoom ** (camera.zoom * seconds))
         else:  # the view moves along the pan, so what it shows moves the other way
             step = speeds.pan * min(H, W) * seconds
-            warped = _shifted(base, -camera.pan[0] * step, -camera.pan[1] * step)
+            warped = phase_shift(base, -camera.pan[0] * step, -camera.pan[1] * step)
         frames.append(strength * _standardize(warped) + keep * noise[:, j])
     return torch.stack(frames, dim=1)

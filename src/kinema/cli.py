@@ -282,6 +282,7 @@ def _add_bench(commands) -> None:
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
     _add_solver(p)
     _add_camera_noise(p)
+    _add_held_start(p)
     p.add_argument(
         "--image-first",
         action=argparse.BooleanOptionalAction,
@@ -346,6 +347,16 @@ def _add_camera_noise(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_held_start(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--held-start",
+        type=float,
+        default=None,
+        help="windows given frames start sampling at this noise level, in (0, 1], from their "
+        "given frames held over the new ones (1: plain noise; default: the model's)",
+    )
+
+
 def _add_solver(p: argparse.ArgumentParser) -> None:
     from kinema.sampling import Solver
 
@@ -377,7 +388,13 @@ def _generate_suite(args: argparse.Namespace) -> Path:
     entries = load_suite(args.suite)[: args.limit]
     pipe = Pipeline.from_pretrained(args.model)
     generate = pipeline_generator(
-        pipe, args.steps, args.guidance, args.image_first, args.solver, args.camera_noise
+        pipe,
+        args.steps,
+        args.guidance,
+        args.image_first,
+        args.solver,
+        args.camera_noise,
+        args.held_start,
     )
     # what makes the clips: the model's files and the sampling settings in effect (its defaults
     # with the flags given applied), not where the model folder happens to be
@@ -387,6 +404,7 @@ def _generate_suite(args: argparse.Namespace) -> Path:
         "image_first": args.image_first,
         "solver": args.solver,
         "camera_noise": args.camera_noise,
+        "held_start": args.held_start,
     }
     defaults = dataclasses.asdict(pipe.index.defaults)
     defaults.update({k: v for k, v in overrides.items() if v is not None})
@@ -436,6 +454,7 @@ def _add_bench_modes(bench) -> None:
         default=None,
         help="windows given frames guide only at steps from t >= this (default: the model's)",
     )
+    _add_held_start(p)
 
 
 def run_bench_modes(args: argparse.Namespace) -> int:
@@ -447,6 +466,7 @@ def run_bench_modes(args: argparse.Namespace) -> int:
         args.steps,
         args.long_seconds,
         given_guidance_min_t=args.given_guidance_min_t,
+        held_start=args.held_start,
     )
     main_bench(args.model, args.random_model, args.json_out, config, args.vae)
     return 0
@@ -484,6 +504,7 @@ def _add_generate(commands) -> None:
     )
     _add_solver(p)
     _add_camera_noise(p)
+    _add_held_start(p)
     p.add_argument("--seed", type=int, default=-1, help="-1: random (printed)")
     p.add_argument("--context-latents", type=int, default=2, help="context of extend/long/loop")
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
@@ -557,6 +578,7 @@ def run_generate(args: argparse.Namespace) -> int:
             blend_seams=args.blend_seams,
             refine_steps=args.refine_steps,
             camera_noise=args.camera_noise,
+            held_start=args.held_start,
             **inputs,
         )
     finally:

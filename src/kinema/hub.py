@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from kinema.atomic import atomic_directory
 from kinema.camera_noise import CameraSpeeds, check_camera_noise
 from kinema.compression.vae import CausalVAE
+from kinema.held_start import check_held_start
 from kinema.modes import mode_guidance
 from kinema.sampling import Solver, check_guidance_min_t, check_guidance_scale, check_shift
 from kinema.text import sha256_file
@@ -96,10 +97,14 @@ class GenerationDefaults:
     solver: str = "euler"  # a kinema.sampling.Solver value: euler, heun or stochastic
     # share of the starting noise moved as the prompt's camera moves (kinema.camera_noise)
     camera_noise: float = 0.0
+    # where windows given frames start sampling, from them held over the new frames
+    # (kinema.held_start); 1: from plain noise
+    held_start: float = 1.0
 
     def __post_init__(self) -> None:
         Solver.parse(self.solver)  # a bad name fails where the model index is read
         check_camera_noise(self.camera_noise)
+        check_held_start(self.held_start)
         check_guidance_min_t(self.given_guidance_min_t, "given_guidance_min_t")
         check_guidance_scale(self.guidance_scale, "guidance_scale")
         if self.given_guidance_scale is not None:

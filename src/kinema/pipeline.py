@@ -38,6 +38,9 @@ Stable API (the studio and the CLI call exactly this)::
         camera_noise=None,             # windows made from text start from noise that already
                                        # moves as the prompt's camera does, this share of it
                                        # (kinema.camera_noise; 0: plain noise; None: the model's)
+        held_start=None,               # windows given frames start at this noise level from
+                                       # their given frames held over the new ones
+                                       # (kinema.held_start; 1: plain noise; None: the model's)
     )
     out.frames   # (T, H, W, 3) uint8 (None for output_type="latent")
     out.fps, out.seed, out.mode
@@ -57,12 +60,13 @@ and inputs raise ``ValueError`` naming the value and what would be valid.
 How: text is encoded once (prompt and negative prompt); :func:`kinema.modes.build_mode_spec`
 turns the mode and its inputs into windows over a timeline of frames; each window is encoded
 (given frames), sampled by :func:`kinema.diffusion.generate_latents` with a per-latent-frame
-condition mask (given latents clean at t = 0, kept through sampling) or an SDEdit start, and
-decoded in latent chunks; a given image's latent is first fitted to the image through the
-decoder (:func:`default_refine_steps`; the transformer still sees the encoder's latent, as in
-training); generated frames are blended into the given frames around them
-(:func:`kinema.modes.blend_seams`). Windows are decoded and written back one at a time, so memory
-is bounded by one window, whatever the length (the uint8 output frames are held).
+condition mask (given latents clean at t = 0, kept through sampling) or an SDEdit start (an
+edit's source, or a window continuing a video held over its new frames,
+:mod:`kinema.held_start`), and decoded in latent chunks; a given image's latent is first fitted
+to the image through the decoder (:func:`default_refine_steps`; the transformer still sees the
+encoder's latent, as in training); generated frames are blended into the given frames around
+them (:func:`kinema.modes.blend_seams`). Windows are decoded and written back one at a time, so
+memory is bounded by one window, whatever the length (the uint8 output frames are held).
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ from kinema.compression.refine import refine_latents
 from kinema.compression.vae import CausalVAE
 from kinema.diffusion import draw_noise, generate_latents
 from kinema.flow import token_shift
+from kinema.held_start import check_held_start, content_shift, held_latents
 from kinema.hub import GenerationDefaults, ModelIndex, load_model
 from kinema.language.expand import Expander, load_expander
 from kinema.modes import (
@@ -194,6 +199,7 @@ class Settings:
     blend_seams: bool = True  # generated frames corrected towards the given frames around them
     refine_steps: int | None = None  # given latents fitted to the given frames (None: auto)
     camera_noise: float = 0.0  # windows from text start from noise moving as the camera does
+    held_start: float = 1.0  # windows given frames start there from them held (1: plain noise)
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
@@ -333,8 +339,13 @@ def default_refine_steps(given: np.ndarray) -> int:
     when the caller leaves ``refine_steps`` out: DEFAULT_REFINE_STEPS where the window is given
     one image at its start (the first latent frame alone; a step decodes one frame), else 0:
     refining later latent frames decodes the window up to them at every step."""
-    image_at_start = bool(given[0]) and not given[1:].any()
-    return DEFAULT_REFINE_STEPS if image_at_start else 0
+    return DEFAULT_REFINE_STEPS if image_at_start(given) else 0
+
+
+def image_at_start(given: np.ndarray) -> bool:
+    """Whether a window's given latent frames (``given`` (t,) bool) are one image at its start:
+    the first latent frame alone (i2v, long from an image, the clip after an image_first frame)."""
+    return bool(given[0]) and not given[1:].any()
 
 
 def steps_to_run(steps: int, shift: float, strength: float | None) -> int:
@@ -492,6 +503,7 @@ class Pipeline:
         blend_seams: bool = True,
         refine_steps: int | None = None,
         camera_noise: float | None = None,
+        held_start: float | None = None,
     ) -> PipelineOutput:
         """Generate a video (see the module docstring for every argument)."""
         start = time.perf_counter()
@@ -536,6 +548,7 @@ class Pipeline:
             blend_seams=bool(blend_seams),
             refine_steps=refine_steps,
             camera_noise=d.camera_noise if camera_noise is None else camera_noise,
+            held_start=d.held_start if held_start is None else held_start,
         )
         self._check_settings(settings)
         # 2. inputs, and the mode's timeline and windows
@@ -572,6 +585,7 @@ class Pipeline:
         check_guidance_scale(s.given_guidance_scale, "given_guidance_scale")
         check_shift(s.shift)
         check_camera_noise(s.camera_noise)
+        check_held_start(s.held_start)
         steps = s.num_inference_steps
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"num_inference_steps must be an int >= 1, got {steps!r}")
@@ -696,7 +710,36 @@ class Pipeline:
 
     def _window_steps(self, run: _Run, window: Window) -> int:
         shift = self._shift(run, self._latent_shape(run, window))
-        return steps_to_run(run.settings.num_inference_steps, shift, window.strength)
+        return steps_to_run(run.settings.num_inference_steps, shift, self._start(run, window))
+
+    def _held_velocity(self, frames: np.ndarray, generate: np.ndarray) -> tuple[float, float]:
+        """How far the given video's content moves per latent frame, in latent pixels, where the
+        window makes frames on one side of it: over the last (or first) latent frame's worth of
+        given frames (kinema.held_start.content_shift). (0, 0) between two given videos."""
+        tc, sc = self.vae.config.time_compression, self.vae.config.space_compression
+        known = np.flatnonzero(~generate)
+        if generate[known[-1] + 1 :].any():  # new frames after the given ones
+            a, b = int(known[-1]) - tc, int(known[-1])
+        elif generate[: known[0]].any():  # new frames before them
+            a, b = int(known[0]), int(known[0]) + tc
+        else:
+            return 0.0, 0.0
+        if a < 0 or b >= len(generate) or generate[a] or generate[b]:
+            return 0.0, 0.0
+        dx, dy = content_shift(torch.from_numpy(frames[a]), torch.from_numpy(frames[b]))
+        return dx / sc, dy / sc
+
+    def _start(self, run: _Run, window: Window) -> float | None:
+        """Where a window's sampling starts: SDEdit's strength for an edit, the held start for a
+        window that continues a video (kinema.held_start), None (pure noise at t = 1) otherwise.
+        A window given one image at its start is not held: an image held still over the clip
+        made image to video's seams rougher (docs/benchmarks.md, "Held start")."""
+        if window.init_frames is not None:
+            return window.strength
+        given = given_latent_frames(window.generate, self.vae.config.time_compression)
+        if given.any() and not image_at_start(given) and run.settings.held_start < 1:
+            return run.settings.held_start
+        return None
 
     def _sample_window(
         self, run: _Run, w: int, window: Window, timeline: np.ndarray, timings: dict[str, float]
@@ -743,6 +786,10 @@ class Pipeline:
                 self.index.camera_speeds,
                 run.generator,
             )
+        start = self._start(run, window)
+        if continues and x_init is None and start is not None:  # a held start
+            velocity = self._held_velocity(frames, window.generate)
+            x_init = held_latents(given_latents, torch.from_numpy(given), velocity)
         guidance = settings.given_guidance_scale if continues else settings.guidance_scale
         guidance_min_t = settings.given_guidance_min_t if continues else 0.0
         z = generate_latents(
@@ -760,7 +807,7 @@ class Pipeline:
             given_frames=torch.from_numpy(given) if given_latents is not None else None,
             generator=run.generator,
             x_init=x_init,
-            sde_edit_strength=window.strength,
+            sde_edit_strength=start,
             callback=on_step,
             noise=noise,
         )

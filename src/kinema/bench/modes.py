@@ -24,6 +24,11 @@ length and fps), with their short prompts. Per mode it reports:
   median inside input spans (seams excluded), for modes that have both (extend, connect). It
   says how much more the made frames move than the given video, and so how much of a seam ratio
   is the generated frames' own unsteadiness rather than a jump at the seam;
+- for `extend-forward`, how its new frames compare with what the world itself shows next (the
+  clip's scene rendered on; `future_psnr`, dB), and how far they move from the last given frame
+  against how far the world's frames do (`motion_ratio`, median over the clips; 1.0 moves as
+  much as the world, 0 holds still, above 1 drifts or flickers): a continuation that freezes or
+  churns shows here, whatever its seams;
 - for modes whose given image's latent the pipeline fits to the image through the decoder by
   default (i2v; ``refine_steps``), the given PSNR of the same runs without that
   (`unrefined_given_psnr`), side by side;
@@ -37,6 +42,8 @@ length and fps), with their short prompts. Per mode it reports:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import statistics
 import tempfile
 import time
@@ -50,6 +57,7 @@ import torch
 from kinema.compression.losses import psnr, ssim
 from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
+from kinema.held_start import check_held_start
 from kinema.hub import GenerationDefaults, ModelIndex, save_model
 from kinema.modes import Mode, Span
 from kinema.pipeline import Pipeline, PipelineOutput, default_refine_steps, to_video_tensor
@@ -59,12 +67,14 @@ from kinema.transformer import DiT, get_preset
 from kinema.world.captions import short_prompt
 from kinema.world.render import render_scene
 from kinema.world.sampler import sample_scene
+from kinema.world.spec import SceneSpec
 
 __all__ = [
     "BenchConfig",
     "flicker_ratio",
     "format_table",
     "frame_changes",
+    "future_fit",
     "make_random_model",
     "run_bench",
     "seam_ratios",
@@ -90,6 +100,7 @@ class BenchConfig:
     long_seconds: float = 60.0  # length of the `long` video
     strengths: tuple[float, ...] = EDIT_STRENGTHS
     given_guidance_min_t: float | None = None  # None: the model's (kinema.pipeline)
+    held_start: float | None = None  # None: the model's (kinema.held_start)
 
     def __post_init__(self) -> None:
         if self.clips < 1:
@@ -100,6 +111,8 @@ class BenchConfig:
             raise ValueError(f"steps (--steps) must be >= 1, got {self.steps}")
         if self.given_guidance_min_t is not None:
             check_guidance_min_t(self.given_guidance_min_t, "given_guidance_min_t")
+        if self.held_start is not None:
+            check_held_start(self.held_start, "held_start (--held-start)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -155,15 +168,35 @@ def _psnr_ssim(frames: np.ndarray, reference: np.ndarray) -> tuple[float, float]
 # ------------------------------------------------------------------------------------------------
 
 
-def world_clips(n: int, pipe: Pipeline, seed: int) -> list[tuple[np.ndarray, str]]:
-    """`n` rendered world clips at the model's default size, length and fps, with prompts."""
+def world_scenes(n: int, pipe: Pipeline, seed: int) -> list[tuple[SceneSpec, str]]:
+    """`n` world scenes at the model's default size, length and fps, with prompts."""
     d = pipe.index.defaults
     rng = np.random.default_rng(seed)
-    clips = []
+    scenes = []
     for _ in range(n):
         spec = sample_scene(rng, d.width, d.height, num_frames=d.num_frames, fps=d.fps)
-        clips.append((render_scene(spec), short_prompt(spec, rng)))
-    return clips
+        scenes.append((spec, short_prompt(spec, rng)))
+    return scenes
+
+
+def world_clips(n: int, pipe: Pipeline, seed: int) -> list[tuple[np.ndarray, str]]:
+    """`n` rendered world clips at the model's default size, length and fps, with prompts."""
+    return [(render_scene(spec), prompt) for spec, prompt in world_scenes(n, pipe, seed)]
+
+
+def future_fit(output: PipelineOutput, spec: SceneSpec) -> tuple[float, float]:
+    """(PSNR in dB, motion ratio) of an extend-forward output's new frames against the frames the
+    world shows after the input (``spec`` rendered on). The motion ratio is the mean absolute
+    difference of the new frames from the last input frame over the world's (floored at
+    MIN_CHANGE)."""
+    truth = render_scene(dataclasses.replace(spec, num_frames=output.num_frames))
+    new = np.concatenate([np.arange(s.start, s.stop) for s in output.spans if s.window is not None])
+    made, real = output.frames[new].astype(np.float32), truth[new].astype(np.float32)
+    last = truth[new[0] - 1].astype(np.float32)  # the input's last frame, as given
+    mse = float(np.mean(np.square(made - real)))
+    db = 10 * math.log10(255.0**2 / max(mse, 1e-10))
+    moved = float(np.abs(real - last).mean()) / 255.0
+    return db, float(np.abs(made - last).mean()) / 255.0 / max(moved, MIN_CHANGE)
 
 
 def make_random_model(
@@ -248,11 +281,19 @@ def _mode_row(mode: Mode, outputs: list[tuple[PipelineOutput, float]]) -> dict[s
 
 def bench_modes(pipe: Pipeline, config: BenchConfig) -> list[dict[str, Any]]:
     """Rows for every mode but edit and long, on `config.clips` world clips each."""
-    clips = world_clips(config.clips + 1, pipe, config.seed)
+    scenes = world_scenes(config.clips + 1, pipe, config.seed)
+    clips = [(render_scene(spec), prompt) for spec, prompt in scenes]
     rows = []
     for mode in MODES:
         outputs = [_run(pipe, mode, config, i, clips) for i in range(config.clips)]
         row = _mode_row(mode, outputs)
+        if mode is Mode.EXTEND_FORWARD:
+            fits = [
+                future_fit(out, spec)
+                for (out, _), (spec, _) in zip(outputs, scenes[: len(outputs)], strict=True)
+            ]
+            row["future_psnr"] = _mean([db for db, _ in fits])
+            row["motion_ratio"] = float(statistics.median(ratio for _, ratio in fits))
         raw = []
         if row["seam_ratio_mean"] is not None:
             raw = [
@@ -307,6 +348,7 @@ def _run(
         mode=mode,
         num_inference_steps=config.steps,
         given_guidance_min_t=config.given_guidance_min_t,
+        held_start=config.held_start,
         seed=config.seed + i,
         blend_seams=blend_seams,
         refine_steps=refine_steps,
@@ -354,6 +396,7 @@ def bench_long(pipe: Pipeline, config: BenchConfig) -> dict[str, Any]:
         "mode": Mode.LONG,
         "num_inference_steps": config.steps,
         "given_guidance_min_t": config.given_guidance_min_t,
+        "held_start": config.held_start,
     }
     for seconds in (config.long_seconds / 6, config.long_seconds):
         _reset_peak_rss()
@@ -387,6 +430,7 @@ def run_bench(pipe: Pipeline, config: BenchConfig) -> dict[str, Any]:
         "given_guidance_min_t": d.given_guidance_min_t
         if config.given_guidance_min_t is None
         else config.given_guidance_min_t,
+        "held_start": d.held_start if config.held_start is None else config.held_start,
         "clips": config.clips,
         "seed": config.seed,
         "torch_threads": torch.get_num_threads(),
@@ -426,6 +470,11 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(
                 f"{row['mode']} given PSNR without latent refinement (refine_steps=0): "
                 f"{row['unrefined_given_psnr']:.2f} dB"
+            )
+        if row.get("future_psnr") is not None:
+            lines.append(
+                f"{row['mode']} against the world's own next frames: {row['future_psnr']:.2f} dB, "
+                f"motion ratio {row['motion_ratio']:.2f} (1: moves as much as the world)"
             )
     lines.append(f"VAE alone (encode -> decode of the input clips): {report['vae_psnr']:.2f} dB")
     lines.append("")

@@ -31,6 +31,7 @@ import yaml
 from kinema.atomic import atomic_write_text
 from kinema.camera_noise import check_camera_noise
 from kinema.compression.train import VAETrainConfig
+from kinema.held_start import check_held_start
 from kinema.sampling import Solver, check_guidance_min_t, check_guidance_scale
 from kinema.transformer import PRESETS as DIT_PRESETS
 from kinema.transformer import DiTConfig
@@ -178,6 +179,8 @@ class SampleConfig:
     shift: float | None = None
     # share of camera-primed starting noise (kinema.camera_noise) in samples; exported too
     camera_noise: float = 0.0
+    # exported: where windows continuing a video start, from it held (kinema.held_start)
+    held_start: float = 1.0
 
 
 @dataclass
@@ -311,6 +314,7 @@ PRESETS: dict[str, TrainConfig] = {
             guidance_scale=10.0,  # the exported default (WorldBench: docs/benchmarks.md)
             given_guidance_scale=4.0,  # modes joining given frames: smoother seams (same doc)
             camera_noise=0.85,  # pans and zooms follow the prompt (docs/benchmarks.md)
+            held_start=0.75,  # continuations keep the scene they continue (same doc)
         ),
         parallel=ParallelConfig(bf16=True),
         threads=2,
@@ -599,6 +603,7 @@ def validate(config: TrainConfig) -> None:
         if samples.given_guidance_scale is not None:
             check_guidance_scale(samples.given_guidance_scale, "samples.given_guidance_scale")
         check_camera_noise(samples.camera_noise, "samples.camera_noise")
+        check_held_start(samples.held_start, "samples.held_start")
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if any(p < 1 for p in config.model.patch):

@@ -68,6 +68,7 @@ def model_index(config: TrainConfig, step: int) -> ModelIndex:
             image_first=s.image_first,
             solver=s.solver,
             camera_noise=s.camera_noise,
+            held_start=s.held_start,
         ),
         extra={
             "training": {

@@ -46,12 +46,13 @@ def pipeline_generator(
     image_first: bool | None = None,
     solver: str | None = None,
     camera_noise: float | None = None,
+    held_start: float | None = None,
 ) -> ClipGenerator:
     """A ClipGenerator over a `kinema.pipeline.Pipeline`: text to video, image to video when
     given an image, extend forward when given a video (the clip is the video and the frames
     added to it); None: the model's default (for the mode). `solver` is a
     `kinema.sampling.Solver` value; `camera_noise` the share of camera-primed starting noise
-    (`kinema.camera_noise`)."""
+    (`kinema.camera_noise`); `held_start` where windows given frames start (`kinema.held_start`)."""
 
     def generate(
         text: str,
@@ -81,6 +82,7 @@ def pipeline_generator(
             image_first=image_first,
             solver=solver,
             camera_noise=camera_noise,
+            held_start=held_start,
         )
         return out.frames
 
