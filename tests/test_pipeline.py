@@ -547,11 +547,15 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
     assert code == 0, err
     assert json.loads(out.with_suffix(".json").read_text())["blend_seams"] is False
     code, _, err = run_cli(
-        capsys, *argv, "--image", str(image), "--refine-steps", "0", "--given-guidance-min-t", "0.9"
+        capsys,
+        *argv,
+        *("--image", str(image), "--refine-steps", "0", "--given-guidance-min-t", "0.9"),
+        *("--held-start", "0.8"),
     )
     assert code == 0, err
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["refine_steps"] == 0 and record["given_guidance_min_t"] == 0.9
+    assert record["held_start"] == 0.8
     code, _, err = run_cli(
         capsys, "generate", "x", "-o", str(out), "--model", str(model_dir), "--width", "20"
     )
