@@ -352,8 +352,9 @@ def _add_held_start(p: argparse.ArgumentParser) -> None:
         "--held-start",
         type=float,
         default=None,
-        help="windows given frames start sampling at this noise level, in (0, 1], from their "
-        "given frames held over the new ones (1: plain noise; default: the model's)",
+        help="windows continuing a video (extend, connect, loop, long) start sampling at this "
+        "noise level, in (0, 1], from it held over the new frames and moved on as it moves "
+        "(1: plain noise; default: the model's)",
     )
 
 

@@ -70,13 +70,17 @@ def content_shift(a: Tensor, b: Tensor, max_shift: float | None = None) -> tuple
     k = int(near.argmax())
     dy, dx = int(ys.flatten()[k]), int(xs.flatten()[k])
 
+    def at(y: int, x: int) -> float:
+        return float(r[y % H, x % W])
+
     def vertex(left: float, centre: float, right: float) -> float:
+        """Offset of the peak of the parabola through three neighbouring values."""
         bend = left - 2 * centre + right
         return 0.0 if bend >= 0 else 0.5 * (left - right) / bend
 
-    fx = vertex(r[dy % H, (dx - 1) % W], r[dy % H, dx % W], r[dy % H, (dx + 1) % W])
-    fy = vertex(r[(dy - 1) % H, dx % W], r[dy % H, dx % W], r[(dy + 1) % H, dx % W])
-    return float(dx + fx), float(dy + fy)
+    fx = vertex(at(dy, dx - 1), at(dy, dx), at(dy, dx + 1))
+    fy = vertex(at(dy - 1, dx), at(dy, dx), at(dy + 1, dx))
+    return dx + fx, dy + fy
 
 
 def held_latents(

@@ -38,8 +38,8 @@ Stable API (the studio and the CLI call exactly this)::
         camera_noise=None,             # windows made from text start from noise that already
                                        # moves as the prompt's camera does, this share of it
                                        # (kinema.camera_noise; 0: plain noise; None: the model's)
-        held_start=None,               # windows given frames start at this noise level from
-                                       # their given frames held over the new ones
+        held_start=None,               # windows continuing a video start at this noise level
+                                       # from it held over the new frames, moved on as it moves
                                        # (kinema.held_start; 1: plain noise; None: the model's)
     )
     out.frames   # (T, H, W, 3) uint8 (None for output_type="latent")
@@ -199,7 +199,7 @@ class Settings:
     blend_seams: bool = True  # generated frames corrected towards the given frames around them
     refine_steps: int | None = None  # given latents fitted to the given frames (None: auto)
     camera_noise: float = 0.0  # windows from text start from noise moving as the camera does
-    held_start: float = 1.0  # windows given frames start there from them held (1: plain noise)
+    held_start: float = 1.0  # windows continuing a video start at this t from it held (1: off)
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
