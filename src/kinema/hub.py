@@ -97,7 +97,7 @@ class GenerationDefaults:
     solver: str = "euler"  # a kinema.sampling.Solver value: euler, heun or stochastic
     # share of the starting noise moved as the prompt's camera moves (kinema.camera_noise)
     camera_noise: float = 0.0
-    # where windows given frames start sampling, from them held over the new frames
+    # where windows continuing a video start sampling, from it held over the new frames
     # (kinema.held_start); 1: from plain noise
     held_start: float = 1.0
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import statistics
 import tempfile
 import time
@@ -191,10 +190,9 @@ def future_fit(output: PipelineOutput, spec: SceneSpec) -> tuple[float, float]:
     MIN_CHANGE)."""
     truth = render_scene(dataclasses.replace(spec, num_frames=output.num_frames))
     new = np.concatenate([np.arange(s.start, s.stop) for s in output.spans if s.window is not None])
+    db = float(psnr(to_video_tensor(output.frames[new]), to_video_tensor(truth[new])))
     made, real = output.frames[new].astype(np.float32), truth[new].astype(np.float32)
     last = truth[new[0] - 1].astype(np.float32)  # the input's last frame, as given
-    mse = float(np.mean(np.square(made - real)))
-    db = 10 * math.log10(255.0**2 / max(mse, 1e-10))
     moved = float(np.abs(real - last).mean()) / 255.0
     return db, float(np.abs(made - last).mean()) / 255.0 / max(moved, MIN_CHANGE)
 

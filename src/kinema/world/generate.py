@@ -52,7 +52,8 @@ def pipeline_generator(
     given an image, extend forward when given a video (the clip is the video and the frames
     added to it); None: the model's default (for the mode). `solver` is a
     `kinema.sampling.Solver` value; `camera_noise` the share of camera-primed starting noise
-    (`kinema.camera_noise`); `held_start` where windows given frames start (`kinema.held_start`)."""
+    (`kinema.camera_noise`); `held_start` where windows continuing a video start
+    (`kinema.held_start`)."""
 
     def generate(
         text: str,
