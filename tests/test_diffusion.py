@@ -46,6 +46,32 @@ def test_pack_batch_marks_conditioning_tokens():
         pack_batch([TrainingSample(a.latents, a.text, torch.tensor([True]))], PATCH)
 
 
+def test_conditioning_flags_follow_latent_frames_with_a_temporal_patch():
+    """With 2-frame temporal patches, token row k covers latent frames 2k and 2k + 1."""
+    sample = TrainingSample(
+        torch.randn(4, 6, 4, 4), torch.randn(3, 8), torch.tensor([True, True, False] + [False] * 3)
+    )
+    batch = pack_batch([sample], (2, 2, 2))  # 3 x 2 x 2 tokens
+    assert batch.clean.tolist() == [True] * 4 + [False] * 8
+    torch.manual_seed(0)
+    model = DiT(get_preset("debug", in_dim=4 * 2 * 2 * 2, text_dim=8)).eval()
+    given = torch.randn(4, 4, 4, 4)
+    flags = torch.tensor([True, True, False, False])
+    out = generate_latents(
+        model,
+        torch.randn(3, 8),
+        torch.zeros(0, 8),
+        (4, 4, 4, 4),
+        (2, 2, 2),
+        steps=2,
+        given=given,
+        given_frames=flags,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(out[:, :2], given[:, :2])  # the given frames are kept
+    assert not torch.equal(out[:, 2:], given[:, 2:])  # the others are sampled
+
+
 def test_loss_ignores_conditioning_tokens():
     """Whatever the model predicts on clean (conditioning) tokens, the loss is the same; it sees
     them at t = 0."""

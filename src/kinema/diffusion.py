@@ -66,7 +66,7 @@ def pack_batch(
                 f"condition must be one flag per latent frame ({s.latents.shape[1]}), "
                 f"got shape {tuple(frames.shape)}"
             )
-        clean.append(frames[positions[:, 0] // patch[0]])  # (n,) per token, by its latent frame
+        clean.append(frames[positions[:, 0] * patch[0]])  # (n,) per token, by its latent frame
     packed = pack_sequences(items, pad_to_multiple)
     clean_tokens = torch.cat([*clean, torch.zeros(packed.pad, dtype=torch.bool)])
     text_ids = torch.cat(
@@ -158,7 +158,7 @@ def generate_latents(
             raise ValueError("given latents need given_frames: one bool per latent frame")
         tokens, _ = patchify(given.to(device), patch)  # (N, D)
         frames = given_frames.to(device)
-        condition = Condition(tokens, frames[positions[:, 0] // patch[0]])
+        condition = Condition(tokens, frames[positions[:, 0] * patch[0]])
     init_tokens = None if x_init is None else patchify(x_init.to(device), patch)[0]  # (N, D)
     if noise is None:
         noise = draw_noise(shape, patch, generator)
