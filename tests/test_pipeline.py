@@ -16,7 +16,15 @@ import pytest
 import torch
 
 from kinema import pipeline as pipeline_module
-from kinema.bench.modes import BenchConfig, flicker_ratio, future_fit, run_bench, seam_ratios
+from kinema.bench.modes import (
+    EDIT_STRENGTHS,
+    BenchConfig,
+    flicker_ratio,
+    format_table,
+    future_fit,
+    run_bench,
+    seam_ratios,
+)
 from kinema.cli import main
 from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
@@ -672,6 +680,10 @@ def test_bench_config_names_a_bad_flag():
         BenchConfig(given_guidance_min_t=1.5)
     with pytest.raises(ValueError, match=r"held_start \(--held-start\) must be a number greater"):
         BenchConfig(held_start=0.0)
+    with pytest.raises(
+        ValueError, match=r"modes \(--modes\) must name some of t2v, .*long; got \[\]"
+    ):
+        BenchConfig(modes=())
 
 
 def test_future_fit_compares_new_frames_with_the_worlds_own():
@@ -745,3 +757,22 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
     assert written["held_start"] == 0.7 and report["held_start"] == 1.0  # the model's default
     assert "against the world's own next frames" in stdout
     assert report["given_guidance_min_t"] == 0.0  # the model's, when the bench leaves it out
+
+
+def test_bench_modes_runs_the_modes_asked_for(pipe, model_dir, tmp_path, capsys, monkeypatch):
+    config = BenchConfig(clips=1, steps=1, modes=(Mode.CONNECT,))
+    report = run_bench(pipe, config)
+    assert [row["mode"] for row in report["modes"]] == ["connect"]
+    assert report["edit"] == [] and report["long"] is None
+    assert "connect" in format_table(report) and "edit strength" not in format_table(report)
+    monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())
+    out = tmp_path / "bench.json"
+    argv = ["bench", "modes", "--model", str(model_dir), "--json", str(out), "--clips", "1"]
+    code, stdout, err = run_cli(capsys, *argv, "--steps", "1", "--modes", "t2i, edit")
+    assert code == 0, err
+    assert "edit strength" in stdout and "extend-forward" not in stdout
+    written = json.loads(out.read_text())
+    assert [row["mode"] for row in written["modes"]] == ["t2i"] and written["long"] is None
+    assert [row["strength"] for row in written["edit"]] == list(EDIT_STRENGTHS)
+    code, _, err = run_cli(capsys, *argv, "--modes", "extend")
+    assert code != 0 and "--modes must name some of t2v" in err and "'extend'" in err

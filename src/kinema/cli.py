@@ -456,11 +456,26 @@ def _add_bench_modes(bench) -> None:
         help="windows given frames guide only at steps from t >= this (default: the model's)",
     )
     _add_held_start(p)
+    p.add_argument(
+        "--modes",
+        default=None,
+        help="run only these modes, comma-separated, e.g. 'extend-forward,connect' (default: "
+        "every mode: t2v, t2i, i2v, extend-forward, extend-backward, connect, loop, edit, long)",
+    )
 
 
 def run_bench_modes(args: argparse.Namespace) -> int:
-    from kinema.bench.modes import BenchConfig, main_bench
+    from kinema.bench.modes import BENCHED, BenchConfig, main_bench
+    from kinema.modes import Mode
 
+    modes = BENCHED
+    if args.modes is not None:
+        names = [name.strip() for name in args.modes.split(",") if name.strip()]
+        valid = ", ".join(m.value for m in BENCHED)
+        try:
+            modes = tuple(Mode.parse(name) for name in names)
+        except ValueError:
+            raise ValueError(f"--modes must name some of {valid}; got {args.modes!r}") from None
     config = BenchConfig(
         args.clips,
         args.seed,
@@ -468,6 +483,7 @@ def run_bench_modes(args: argparse.Namespace) -> int:
         args.long_seconds,
         given_guidance_min_t=args.given_guidance_min_t,
         held_start=args.held_start,
+        modes=modes,
     )
     main_bench(args.model, args.random_model, args.json_out, config, args.vae)
     return 0

@@ -83,6 +83,7 @@ __all__ = [
 # edit and long have rows of their own
 MODES = (Mode.T2V, Mode.T2I, Mode.I2V, Mode.EXTEND_FORWARD, Mode.EXTEND_BACKWARD, Mode.CONNECT)
 MODES += (Mode.LOOP,)
+BENCHED = (*MODES, Mode.EDIT, Mode.LONG)  # every mode the bench can run
 EDIT_STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
 MIN_CHANGE = 1e-3  # floor of the median frame change (mean |diff| in [0, 1] units)
 NOT_QUALITY = (
@@ -100,8 +101,14 @@ class BenchConfig:
     strengths: tuple[float, ...] = EDIT_STRENGTHS
     given_guidance_min_t: float | None = None  # None: the model's (kinema.pipeline)
     held_start: float | None = None  # None: the model's (kinema.held_start)
+    modes: tuple[Mode, ...] = BENCHED  # the modes to run, a subset of BENCHED (in its order)
 
     def __post_init__(self) -> None:
+        modes = tuple(self.modes)
+        unknown = [m for m in modes if m not in BENCHED]
+        if not modes or unknown:
+            valid = ", ".join(m.value for m in BENCHED)
+            raise ValueError(f"modes (--modes) must name some of {valid}; got {list(modes)}")
         if self.clips < 1:
             raise ValueError(f"clips (--clips) must be >= 1, got {self.clips}")
         if not self.long_seconds > 0:
@@ -278,11 +285,12 @@ def _mode_row(mode: Mode, outputs: list[tuple[PipelineOutput, float]]) -> dict[s
 
 
 def bench_modes(pipe: Pipeline, config: BenchConfig) -> list[dict[str, Any]]:
-    """Rows for every mode but edit and long, on `config.clips` world clips each."""
+    """Rows for the modes of `config.modes` but edit and long, on `config.clips` world clips
+    each."""
     scenes = world_scenes(config.clips + 1, pipe, config.seed)
     clips = [(render_scene(spec), prompt) for spec, prompt in scenes]
     rows = []
-    for mode in MODES:
+    for mode in (m for m in MODES if m in config.modes):
         outputs = [_run(pipe, mode, config, i, clips) for i in range(config.clips)]
         row = _mode_row(mode, outputs)
         if mode is Mode.EXTEND_FORWARD:
@@ -434,8 +442,8 @@ def run_bench(pipe: Pipeline, config: BenchConfig) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "vae_psnr": vae_psnr(pipe, config),
         "modes": bench_modes(pipe, config),
-        "edit": bench_edit(pipe, config),
-        "long": bench_long(pipe, config),
+        "edit": bench_edit(pipe, config) if Mode.EDIT in config.modes else [],
+        "long": bench_long(pipe, config) if Mode.LONG in config.modes else None,
     }
     if "note" in pipe.index.extra:
         report["note"] = pipe.index.extra["note"]
@@ -453,7 +461,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"{'mode':<16}{'frames':>7}{'windows':>8}{'given PSNR':>11}{'seam mean':>10}"
         f"{'median':>8}{'seam max':>9}{'unblended':>10}{'flicker':>8}{'s/run':>8}"
     ]
-    for row in [*report["modes"], report["long"]]:
+    long = [] if report["long"] is None else [report["long"]]
+    for row in [*report["modes"], *long]:
         lines.append(
             f"{row['mode']:<16}{row['frames']:>7}{row['windows']:>8}"
             f"{_fmt(row['given_psnr'], '.2f'):>11}{_fmt(row['seam_ratio_mean'], '.2f'):>10}"
@@ -475,14 +484,15 @@ def format_table(report: dict[str, Any]) -> str:
                 f"motion ratio {row['motion_ratio']:.2f} (1: moves as much as the world)"
             )
     lines.append(f"VAE alone (encode -> decode of the input clips): {report['vae_psnr']:.2f} dB")
-    lines.append("")
-    lines.append(f"{'edit strength':<16}{'PSNR':>8}{'SSIM':>8}{'s/run':>8}")
+    if report["edit"]:
+        lines.append("")
+        lines.append(f"{'edit strength':<16}{'PSNR':>8}{'SSIM':>8}{'s/run':>8}")
     for row in report["edit"]:
         lines.append(
             f"{row['strength']:<16.2f}{row['psnr']:>8.2f}{row['ssim']:>8.3f}{row['seconds']:>8.2f}"
         )
-    peaks = report["long"]["peak_rss_mb"]
-    if all(v is not None for v in peaks.values()):
+    peaks = {} if report["long"] is None else report["long"]["peak_rss_mb"]
+    if peaks and all(v is not None for v in peaks.values()):
         lines.append("")
         lines.append("long peak RSS: " + ", ".join(f"{k}: {v:.0f} MiB" for k, v in peaks.items()))
     if "note" in report:
