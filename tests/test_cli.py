@@ -37,6 +37,24 @@ def ground_truth(tmp_path_factory) -> Path:
 # --- kinema ------------------------------------------------------------------------------------
 
 
+def test_the_parser_is_built_without_torch_and_names_every_solver():
+    from kinema.cli import SOLVERS_HELP
+    from kinema.sampling import Solver
+
+    assert all(solver.value in SOLVERS_HELP for solver in Solver)
+    code = (
+        "import sys; from kinema.cli import build_parser; build_parser(); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # `kinema --help` does not wait for torch
+
+
+def test_a_bad_solver_is_refused_with_the_valid_ones(capsys):
+    code, _, err = run(capsys, "generate", "a red ball", "-o", "x.mp4", "--solver", "rk4")
+    assert code == 2 and "unknown solver 'rk4'; valid solvers are ['euler', 'heun'" in err
+
+
 def tiny_model(path: Path, monkeypatch) -> Path:
     """A random debug VAE + DiT model folder, with a fake text encoder patched into the pipeline
     (so MiniLM need not load)."""

@@ -358,11 +358,21 @@ def _add_held_start(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_solver(p: argparse.ArgumentParser) -> None:
+SOLVERS_HELP = "euler, heun or stochastic (default: the model's)"  # kinema.sampling.Solver
+
+
+def _solver(value: str) -> str:
+    """A --solver value, checked when given (building the parser does not import torch)."""
     from kinema.sampling import Solver
 
-    solvers = [s.value for s in Solver]
-    p.add_argument("--solver", choices=solvers, default=None, help="default: the model's")
+    try:
+        return Solver.parse(value).value
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_solver(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--solver", type=_solver, default=None, help=SOLVERS_HELP)
 
 
 def run_bench_world(args: argparse.Namespace) -> int:
