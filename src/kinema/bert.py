@@ -206,8 +206,7 @@ def load_bert(
     weights = load_file(path / "model.safetensors")
     weights = {k.removeprefix("bert."): v for k, v in weights.items()}
     weights = {k: v for k, v in weights.items() if not k.startswith(_UNUSED)}
-    with torch.device("meta"):
-        model = Bert(config)
+    model = Bert(config)  # on the CPU: built on the meta device, it would import torch._dynamo
     missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
     if missing:
         raise ValueError(
