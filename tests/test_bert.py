@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from kinema.bert import BertConfig, load_bert
-from kinema.text import minilm_model_dir
+from kinema.bert import BertConfig, UnsupportedBertError, load_bert
+from kinema.text import HFTextEncoder, minilm_model_dir
 
 transformers = pytest.importorskip("transformers")
 
@@ -104,3 +104,16 @@ def test_the_default_encoder_never_imports_transformers():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == "False", out.stdout
+
+
+def test_a_variant_it_does_not_compute_goes_through_transformers(tmp_path):
+    folder = shutil.copytree(minilm_model_dir(), tmp_path / "relative")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(
+        json.dumps({**config, "position_embedding_type": "relative_key"})
+    )
+    with pytest.raises(UnsupportedBertError):
+        load_bert(folder)
+    encoder = HFTextEncoder(folder)
+    assert not encoder.native and encoder.encode(["a red ball"]).tokens.shape[-1] == 384
+    assert HFTextEncoder(minilm_model_dir()).native

@@ -21,10 +21,15 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-__all__ = ["Bert", "BertConfig", "BertTokenizer", "load_bert"]
+__all__ = ["Bert", "BertConfig", "BertTokenizer", "UnsupportedBertError", "load_bert"]
 
 # weights of a BertModel checkpoint that the last hidden states do not use
 _UNUSED = ("pooler.", "embeddings.position_ids")
+
+
+class UnsupportedBertError(ValueError):
+    """A BERT config this module does not compute (kinema.text then loads it through
+    transformers)."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,9 @@ class BertConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> BertConfig:
-        """The config of ``path`` (a config.json); a ValueError names a setting this encoder
-        does not compute (another activation or position embedding)."""
+        """The config of ``path`` (a config.json); an UnsupportedBertError names a setting this
+        encoder does not compute (another activation or position embedding), a ValueError what
+        is missing or inconsistent."""
         d = json.loads(Path(path).read_text())
         if d.get("model_type") != "bert":
             raise ValueError(f"{path}: model_type is {d.get('model_type')!r}, expected 'bert'")
@@ -53,7 +59,9 @@ class BertConfig:
         }
         for key, (value, supported) in unsupported.items():
             if value != supported:
-                raise ValueError(f"{path}: {key} {value!r} is not supported (only {supported!r})")
+                raise UnsupportedBertError(
+                    f"{path}: {key} {value!r} is not supported (only {supported!r})"
+                )
         fields = [k for k in cls.__dataclass_fields__ if k != "layer_norm_eps"]
         missing = [k for k in fields if k not in d]
         if missing:

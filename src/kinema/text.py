@@ -226,7 +226,9 @@ class HFTextEncoder:
         self.path = Path(path).resolve()
         self.model_type = read_model_type(self.path)
         # BERT folders run in kinema.bert, which gives transformers' BertModel hidden states to
-        # float rounding (so the fingerprint below, which names BertModel's loader, still holds)
+        # float rounding (so the fingerprint below, which names BertModel's loader, still holds);
+        # variants it does not compute (another activation, relative positions) go through
+        # transformers
         self.native = self.model_type == "bert"
         digests = self._verified_digests(expected_sha256 or {})
         self.tokenizer, self.model = self._load(dtype, device)
@@ -257,9 +259,12 @@ class HFTextEncoder:
 
     def _load(self, dtype: torch.dtype, device: torch.device | str):
         if self.native:  # plain PyTorch: no transformers import (kinema.bert)
-            from kinema.bert import load_bert
+            from kinema.bert import UnsupportedBertError, load_bert
 
-            return load_bert(self.path, dtype, device)
+            try:
+                return load_bert(self.path, dtype, device)
+            except UnsupportedBertError:  # a BERT variant kinema.bert does not compute
+                self.native = False
         transformers = _import_transformers()
         tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         if tokenizer.pad_token is None:
