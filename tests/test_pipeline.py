@@ -775,4 +775,6 @@ def test_bench_modes_runs_the_modes_asked_for(pipe, model_dir, tmp_path, capsys,
     assert [row["mode"] for row in written["modes"]] == ["t2i"] and written["long"] is None
     assert [row["strength"] for row in written["edit"]] == list(EDIT_STRENGTHS)
     code, _, err = run_cli(capsys, *argv, "--modes", "extend")
-    assert code != 0 and "--modes must name some of t2v" in err and "'extend'" in err
+    assert code != 0 and "unknown mode 'extend'; valid modes: t2v" in err
+    code, _, err = run_cli(capsys, *argv, "--modes", " , ")
+    assert code != 0 and "modes (--modes) must name some of t2v" in err
