@@ -303,6 +303,31 @@ def test_psnr_by_frame_averages_the_clips_that_reach_each_frame():
     assert by_frame[5:] == pytest.approx(long["psnr_by_frame"][5:])
 
 
+def test_refine_steps_fit_the_latents_and_say_how_far_they_moved(capsys, tmp_path):
+    from kinema.cli import main
+    from kinema.compression.evaluate import evaluate_clips
+
+    torch.manual_seed(0)
+    vae = CausalVAE(PRESETS["debug"]).eval()
+    rng = np.random.default_rng(0)
+    clips = {"c": rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)}
+    one_pass = evaluate_clips(vae, clips, short_side=32, max_frames=5)
+    fitted = evaluate_clips(vae, clips, short_side=32, max_frames=5, refine_steps=10)
+    assert one_pass["settings"]["refine_steps"] == 0 and fitted["settings"]["refine_steps"] == 10
+    assert one_pass["videos"][0]["latent_change"] is None
+    assert one_pass["mean"]["latent_change"] is None
+    # ten Adam steps on the decoder's error fit the clip better than the encoder's one pass
+    assert fitted["mean"]["psnr"] > one_pass["mean"]["psnr"] + 0.1
+    assert fitted["videos"][0]["latent_change"] > 0
+    assert fitted["mean"]["latent_change"] == fitted["videos"][0]["latent_change"]
+    with pytest.raises(ValueError, match="refine_steps must be >= 0, got -1"):
+        evaluate_clips(vae, clips, short_side=32, max_frames=5, refine_steps=-1)
+    # the command refuses a negative count before reading any video
+    argv = ["vae", "eval", "--json", str(tmp_path / "r.json"), str(tmp_path / "missing.mp4")]
+    assert main([*argv, "--refine-steps", "-2"]) == 2
+    assert "--refine-steps must be >= 0, got -2" in capsys.readouterr().err
+
+
 def test_change_psnr_measures_flicker_not_steady_error():
     from types import SimpleNamespace
 

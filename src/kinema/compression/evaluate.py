@@ -11,6 +11,13 @@ that reach each frame), which shows whether quality drifts along a clip, and the
 frame-to-frame changes (`change_psnr`: each decoded frame minus the one before it, against the
 same for the input), which falls when the reconstruction flickers even where each frame's own
 error is small.
+
+With ``refine_steps`` (``--refine-steps N``) the encoder's latents are fitted to the clip through
+the frozen decoder by N Adam steps before decoding (:mod:`kinema.compression.refine`, the fit
+image-to-video uses for its image). That is an encode-time optimization, not the one-pass native
+setting: it costs N decoder passes forward and back, which ``encode_fps`` includes, and it moves
+the latents away from the encoder's (``latent_change``, rms), which a transformer trained on the
+encoder's latents never saw.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import torch
 
 from kinema.compression.losses import frame_differences, psnr, psnr_from_mse, ssim
 from kinema.compression.pixels import quantize, to_video_tensor
+from kinema.compression.refine import refine_latents
 from kinema.compression.vae import CausalVAE
 from kinema.hub import DEFAULT_MODEL_DIR
 from kinema.video import read_video, resize_and_crop
@@ -63,15 +71,30 @@ def prepare_frames(
 
 @torch.no_grad()
 def evaluate_frames(
-    vae: CausalVAE, name: str, frames: np.ndarray, short_side: int = 256, max_frames: int = 33
+    vae: CausalVAE,
+    name: str,
+    frames: np.ndarray,
+    short_side: int = 256,
+    max_frames: int = 33,
+    refine_steps: int = 0,
 ) -> dict[str, Any]:
-    """Encode → decode one clip of uint8 frames (T, H, W, 3) at the native settings."""
+    """Encode → decode one clip of uint8 frames (T, H, W, 3) at the native settings, with the
+    latents fitted to the clip by ``refine_steps`` decoder steps in between when it is > 0."""
+    if refine_steps < 0:
+        raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
     frames = prepare_frames(
         frames[:max_frames], short_side, vae.config.space_compression, vae.config.time_compression
     )
     video = to_video_tensor(frames)
     start = time.perf_counter()
     latents = vae.encode(video)
+    change = None
+    if refine_steps:
+        every_frame = torch.ones(video.shape[2], dtype=torch.bool)
+        every_latent = torch.ones(latents.shape[2], dtype=torch.bool)
+        fitted = refine_latents(vae, latents, video, every_frame, every_latent, refine_steps)
+        change = float((fitted - latents).square().mean().sqrt())
+        latents = fitted
     encoded = time.perf_counter()
     recon = quantize(vae.decode(latents))
     decoded = time.perf_counter()
@@ -88,16 +111,23 @@ def evaluate_frames(
         "ssim": float(ssim(recon, video)),
         "psnr_by_frame": [psnr_from_mse(float(m)) for m in frame_mse],
         "change_psnr": psnr_from_mse(float(change_mse)) if T > 1 else None,  # None: one frame
+        "latent_change": change,  # rms of fitted minus encoder latents; None without refinement
         "encode_fps": T / (encoded - start),
         "decode_fps": T / (decoded - encoded),
     }
 
 
 def evaluate_clips(
-    vae: CausalVAE, clips: dict[str, np.ndarray], short_side: int = 256, max_frames: int = 33
+    vae: CausalVAE,
+    clips: dict[str, np.ndarray],
+    short_side: int = 256,
+    max_frames: int = 33,
+    refine_steps: int = 0,
 ) -> dict[str, Any]:
     """Per-clip results and their means, for {name: uint8 frames}."""
-    videos = [evaluate_frames(vae, n, f, short_side, max_frames) for n, f in clips.items()]
+    videos = [
+        evaluate_frames(vae, n, f, short_side, max_frames, refine_steps) for n, f in clips.items()
+    ]
     keys = ("psnr", "ssim", "encode_fps", "decode_fps")
     longest = max(v["frames"] for v in videos)
     by_frame = [
@@ -110,11 +140,15 @@ def evaluate_clips(
         "mean": {
             **{k: float(np.mean([v[k] for v in videos])) for k in keys},
             "change_psnr": float(np.mean(changes)) if changes else None,  # over clips of 2+ frames
+            "latent_change": (
+                float(np.mean([v["latent_change"] for v in videos])) if refine_steps else None
+            ),
         },
         "psnr_by_frame": by_frame,
         "settings": {
             "short_side": short_side,
             "max_frames": max_frames,
+            "refine_steps": refine_steps,
             "dtype": "float32",
             "threads": torch.get_num_threads(),
         },
