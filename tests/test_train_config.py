@@ -117,6 +117,8 @@ def test_values_are_type_checked(override, message):
 
 def test_shipped_yaml_files_are_their_presets():
     assert load_config(CONFIGS / "dit-debug.yaml") == get_preset("debug")
+    expert = load_config(CONFIGS / "dit-world-expert.yaml")
+    assert expert == get_preset("world-expert")
     vae = load_config(CONFIGS / "vae-tiny.yaml")
     assert vae == get_preset("vae-tiny") and vae.stage is Stage.VAE
 
@@ -163,7 +165,7 @@ def test_vae_stage_maps_onto_the_vae_trainer_config():
     vae = vae_train_config(config)
     assert (vae.preset, vae.lr, vae.steps, vae.clips_per_step) == ("tiny-s4", 2e-3, 12, 2)
     assert vae.decay_steps == 5
-    assert (vae.out_dir, vae.bf16, vae.threads) == ("runs/vae-s4", True, 2)
+    assert (vae.out_dir, vae.bf16, vae.threads) == ("runs/vae-s4", "auto", 2)
     with pytest.raises(ConfigError, match="stage vae runs in one process"):
         load_config(CONFIGS / "vae-tiny.yaml", ["parallel.strategy=ddp"])
 

@@ -932,7 +932,12 @@ def _add_cache(commands) -> None:
     p.add_argument("--frames", type=int, default=33, help="most frames per clip (default 33)")
     p.add_argument("--patch", default="1x2x2", help="DiT patch TxHxW (default 1x2x2)")
     p.add_argument("--shard-size", type=int, default=64, help="records per shard (default 64)")
-    p.add_argument("--bf16", action="store_true", help="encode under bfloat16 autocast (faster)")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="encode under bfloat16 autocast: faster where bf16 is native (GPUs, CPUs with "
+        "AVX512-BF16 or AMX), far slower on other CPUs",
+    )
     p.add_argument("--text-encoder", default=None, help="'minilm' (default) or a local HF folder")
     p.add_argument("--rank", type=int, default=None, help="this process (default: $RANK or 0)")
     p.add_argument(

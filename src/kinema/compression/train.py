@@ -36,6 +36,7 @@ from kinema.compression.losses import (
     reconstruction_loss,
 )
 from kinema.compression.vae import PRESETS, CausalVAE
+from kinema.precision import AUTO, resolve_bf16
 
 
 @dataclass
@@ -70,7 +71,9 @@ class VAETrainConfig:
     )
     seed: int = 0
     threads: int = 2  # torch CPU threads
-    bf16: bool = True  # bf16 autocast for the forward pass (fp32 weights and optimizer)
+    # bf16 autocast for the forward pass (fp32 weights and optimizer); "auto": where the CPU
+    # computes bf16 natively (AVX512-BF16 or AMX), float32 elsewhere (kinema.precision)
+    bf16: bool | str = "auto"
     log_every: int = 10
     checkpoint_every: int = 100
     keep_checkpoints: int = 3  # the newest K checkpoints are kept, older ones removed
@@ -120,6 +123,7 @@ class VAETrainer:
             raise ValueError(f"decay_steps must be >= 1 or None, got {config.decay_steps}")
         self.config = config
         self.out = Path(config.out_dir)
+        self.bf16 = resolve_bf16(config.bf16, "cpu")  # autocast or not (it trains on the CPU)
         torch.manual_seed(config.seed)
         if config.init_from is not None:
             self.vae = CausalVAE.from_pretrained(config.init_from)
@@ -200,7 +204,7 @@ class VAETrainer:
         fakes, reals = [], []
         for _ in range(config.clips_per_step):
             clip = self.data.sample(rng)[None]  # (1, 3, T, H, W)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                 mean, logvar = self.vae.encode_distribution(clip)
                 mean, logvar = mean.float(), logvar.float()
                 noise = torch.Generator().manual_seed(int(rng.integers(2**62)))  # step-seeded
@@ -269,6 +273,9 @@ class VAETrainer:
         metrics = MetricsLog(self.out, tensorboard=False)
         metrics.truncate_after(self.step)  # rows logged after the checkpoint resumed from
         bar = tqdm(total=config.steps, initial=self.step, desc="vae", disable=not progress)
+        if config.bf16 == AUTO:
+            precision = "bf16 autocast" if self.bf16 else "float32"
+            bar.write(f"{precision} (bf16 auto: bf16 is {'' if self.bf16 else 'not '}native here)")
         if resumed:
             bar.write(f"resumed from step {self.step}")
         saved_step = self.step if resumed else None

@@ -80,7 +80,7 @@ class CacheSettings:
     max_frames: int = 33  # frames from each clip's start, cut to 1 + k * time_compression
     patch: Triple = (1, 2, 2)  # the DiT patch: frame sides are multiples of sc * patch
     shard_size: int = 64  # records per shard (a unit of work and of resuming)
-    bf16: bool = False  # encode under bfloat16 autocast (~4x faster on CPUs with AVX512-BF16)
+    bf16: bool = False  # bf16 autocast: faster where native (kinema.precision), else far slower
 
     def __post_init__(self) -> None:
         for name in ("pixel_budget", "max_frames", "shard_size"):

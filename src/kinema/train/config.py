@@ -32,6 +32,7 @@ from kinema.atomic import atomic_write_text
 from kinema.camera_noise import check_camera_noise
 from kinema.compression.train import VAETrainConfig
 from kinema.held_start import check_held_start
+from kinema.precision import check_bf16
 from kinema.sampling import Solver, check_guidance_min_t, check_guidance_scale
 from kinema.transformer import PRESETS as DIT_PRESETS
 from kinema.transformer import DiTConfig
@@ -186,7 +187,9 @@ class SampleConfig:
 @dataclass
 class ParallelConfig:
     strategy: Strategy = Strategy.NONE  # none | ddp | fsdp (under torchrun with >1 process)
-    bf16: bool = False  # bf16 autocast for the forward pass (fp32 weights and optimizer)
+    # bf16 autocast for the forward pass (fp32 weights and optimizer); "auto": where the device
+    # computes bf16 natively (GPUs, CPUs with AVX512-BF16 or AMX), float32 elsewhere
+    bf16: bool | str = False
     activation_checkpointing: bool = False  # recompute each DiT block in the backward pass
     compile: bool = False  # torch.compile each DiT block
 
@@ -316,7 +319,53 @@ PRESETS: dict[str, TrainConfig] = {
             camera_noise=0.85,  # pans and zooms follow the prompt (docs/benchmarks.md)
             held_start=0.75,  # continuations keep the scene they continue (same doc)
         ),
-        parallel=ParallelConfig(bf16=True),
+        parallel=ParallelConfig(bf16="auto"),
+        threads=2,
+    ),
+    # world-tiny's high-noise expert: that transformer (model.init_from) fine-tuned 300 steps on
+    # panning clips (runs/pans-cache) almost only at high noise (shift 30), frame 0 given to most
+    "world-expert": TrainConfig(
+        model=ModelConfig(
+            preset="tiny",
+            overrides={"in_dim": 256},
+            patch=(1, 4, 4),
+            vae="models/default/vae",
+            text_encoder="minilm",
+            timestep_shift=30.0,  # nearly every t above 0.9: the band the expert samples
+            init_from="models/default",
+        ),
+        data=DataSection(
+            source=DataSource.CACHED,
+            options={
+                "cache_dir": "runs/pans-cache",
+                "pixel_budget": 64 * 64,
+                "token_budget": 2048,
+                # the pan is then a question of which way the given frame moves
+                "condition_weights": {
+                    "none": 0.2,
+                    "first_frame": 0.7,
+                    "last_clip": 0.0,
+                    "first_last": 0.0,
+                    "random_frames": 0.0,
+                },
+                "seed": 0,
+            },
+        ),
+        optim=OptimConfig(lr=1e-3, warmup_steps=50, weight_decay=0.0, decay_steps=100),
+        ema_decay=0.99,
+        steps=300,
+        out_dir="runs/dit-world-expert",
+        checkpoint_every=200,
+        log_every=10,
+        samples=SampleConfig(
+            every=0,
+            num_frames=33,
+            height=64,
+            width=64,
+            guidance_scale=10.0,
+            given_guidance_scale=4.0,
+        ),
+        parallel=ParallelConfig(bf16="auto"),
         threads=2,
     ),
     # the tiny-s4 video VAE (4x time, 4x4 space, 16 channels) with the existing VAE trainer
@@ -327,7 +376,7 @@ PRESETS: dict[str, TrainConfig] = {
         out_dir="runs/vae-s4",
         checkpoint_every=100,
         log_every=10,
-        parallel=ParallelConfig(bf16=True),
+        parallel=ParallelConfig(bf16="auto"),
         max_bad_steps=20,
         threads=2,
         vae=VAETrainConfig(preset="tiny-s4"),
@@ -581,6 +630,10 @@ def validate(config: TrainConfig) -> None:
     for name in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "max_bad_steps"):
         _positive(getattr(config, name), name)
     _positive(config.optim.lr, "optim.lr")
+    try:
+        check_bf16(config.parallel.bf16, "parallel.bf16")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     _positive(config.optim.grad_clip, "optim.grad_clip")
     if not 0.0 <= config.ema_decay < 1.0:
         raise ConfigError(f"ema_decay must be in [0, 1), got {config.ema_decay}")

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from kinema.precision import resolve_bf16
 from kinema.train.config import ParallelConfig, Strategy
 from kinema.transformer import DiT
 
@@ -127,7 +128,7 @@ def parallelize(model: DiT, config: ParallelConfig, info: DistInfo) -> nn.Module
     if config.compile:
         apply_compile(model)
     if info.distributed and config.strategy == Strategy.FSDP:
-        apply_fsdp(model, config.bf16)
+        apply_fsdp(model, resolve_bf16(config.bf16, info.device))
     if info.distributed and config.strategy == Strategy.DDP:
         return apply_ddp(model, info.device)
     return model

@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from kinema import lr_schedule as schedule
+from kinema.precision import AUTO, resolve_bf16
 from kinema.train.checkpoint import (
     NonFiniteWeightsError,
     gather_model_state,
@@ -155,6 +156,7 @@ class Trainer:
             tensors = initial_weights(config.model.init_from)
             self.fresh_parameters = load_initial_weights(self.model, tensors)
         self.trained_parameters = select_trainable(self.model, config.model.trainable)
+        self.bf16 = resolve_bf16(config.parallel.bf16, self.info.device)  # autocast or not
         self.forward_model = parallelize(self.model, config.parallel, self.info)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
@@ -275,7 +277,7 @@ class Trainer:
         if count == 0:  # every token of the batch is a given (clean) frame: nothing to learn
             return result
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(info.device.type, torch.bfloat16, enabled=cfg.parallel.bf16):
+        with torch.autocast(info.device.type, torch.bfloat16, enabled=self.bf16):
             velocity = self.forward_model(*batch.model_inputs)  # (N, D)
         sse = squared_error(velocity, batch)
         (sse * (info.world_size / count)).backward()  # DDP/FSDP average -> the global mean
@@ -330,6 +332,7 @@ class Trainer:
             "rng": all_gather_objects(get_rng_state()),
             "lr": learning_rate(self.config.optim, self.config.steps, self.step),
             "world_size": self.info.world_size,
+            "bf16": self.bf16,  # what parallel.bf16 resolved to on this device
             "config": config_to_dict(self.config),
         }
         path, error = None, None
@@ -388,6 +391,10 @@ class Trainer:
             unit="step",
             disable=not (main and progress),
         )
+        if cfg.parallel.bf16 == AUTO:
+            native = "native" if self.bf16 else "not native"
+            precision = "bf16 autocast" if self.bf16 else "float32"
+            bar.write(f"{precision} (parallel.bf16 auto: bf16 is {native} on {self.info.device})")
         if resumed:
             bar.write(f"resumed from step {self.step} ({latest_checkpoint(self.out)})")
         elif cfg.model.init_from:
@@ -406,7 +413,8 @@ class Trainer:
                 self.check_bad_steps(result)
                 if cfg.samples.every and self.step % cfg.samples.every == 0:
                     self.render_samples()
-                over_budget = self.over_budget(start)
+                # a budget that runs out on the last step stops nothing: the run is done
+                over_budget = self.over_budget(start) and self.step < cfg.steps
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or over_budget:
                     self.save()
                 if over_budget:
