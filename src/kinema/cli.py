@@ -754,10 +754,11 @@ def _add_train(commands) -> None:
     p = _command(
         commands,
         "train",
-        "train from a YAML config (resumes from its out_dir); `train plot RUN`, `train export RUN`",
+        "train from a YAML config (resumes from its out_dir); `train plot RUN`, `train export "
+        "RUN`, `train recipe` (the default model end to end)",
         run_train,
     )
-    p.add_argument("config", metavar="CONFIG.yaml|plot|export", help="a config, or a tool")
+    p.add_argument("config", metavar="CONFIG.yaml|plot|export|recipe", help="a config, or a tool")
     p.add_argument(
         "rest", nargs=argparse.REMAINDER, help="--set KEY=VALUE ... (or the tool's arguments)"
     )

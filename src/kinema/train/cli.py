@@ -5,6 +5,7 @@
     kinema train export RUN_DIR [--out DIR] [--bf16] EMA weights + VAE -> a model folder
     kinema train export RUN_DIR --expert-of MODEL --out DIR [--boundary 0.9] [--bf16] [--int8-delta]
                                                      MODEL + the run as its high-noise expert
+    kinema train recipe [--out DIR] [--steps N] ...  the default model end to end (resumes)
 
 Under torchrun every process runs the same command:
 ``torchrun --nproc_per_node 2 -m kinema.cli train CONFIG.yaml --set parallel.strategy=ddp``.
@@ -162,11 +163,21 @@ def run_export(argv: Sequence[str]) -> int:
     return 0
 
 
-TOOLS: dict[str, Callable[[Sequence[str]], int]] = {"plot": run_plot, "export": run_export}
+def run_recipe(argv: Sequence[str]) -> int:
+    from kinema.train.recipe import main as recipe_main
+
+    return recipe_main(argv)
+
+
+TOOLS: dict[str, Callable[[Sequence[str]], int]] = {
+    "plot": run_plot,
+    "export": run_export,
+    "recipe": run_recipe,
+}
 
 
 def main(argv: Sequence[str]) -> int:
-    """`kinema train ...` after the word train: a tool name (plot, export) or a config path."""
+    """`kinema train ...` after the word train: a tool name (plot, export, recipe) or a config."""
     argv = list(argv)
     if argv and argv[0] in TOOLS:
         return TOOLS[argv[0]](argv[1:])

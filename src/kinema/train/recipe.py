@@ -1,0 +1,341 @@
+"""The default model's whole training in one resumable command: ``kinema train recipe``.
+
+    kinema train recipe --out runs/recipe                    # the shipped model's recipe
+    kinema train recipe --out runs/r --clips 3000 --steps 4000 --set optim.decay_steps=300
+
+It runs, in order, the commands the model card lists one by one:
+
+    world        render the training clips (WorldBench's held-out pairs left out)
+    cache        their VAE latents and text tokens
+    transformer  train the DiT on the cache (the `world-tiny` preset, `--set` on top)
+    base         export its EMA weights, the transformer in bf16
+    pans         render the clips that pan, for the high-noise expert
+    pans-cache   their latents and text tokens
+    expert       fine-tune the transformer at high noise on them (the `world-expert` preset)
+    model        export the base with the expert as int8 differences: OUT/model
+
+The VAE is given (``--vae``, default the shipped one): training it is a command of its own
+(docs/vae.md). Every stage resumes: a rendered world whose manifest is written is not rendered
+again, the cache skips its finished shards, training resumes from its latest checkpoint, and the
+exports are rewritten. So a killed recipe rerun with the same arguments carries on where it
+was; rerun with other arguments in the same folder, it refuses and names what changed.
+``OUT/recipe.json`` records the arguments and each stage's wall time. With a GPU, training and
+caching run on it (`kinema.train.parallel`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kinema.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from kinema.train.config import TrainConfig
+
+__all__ = ["PANS", "RecipeConfig", "StageUnfinishedError", "WorldClips", "main", "run_recipe"]
+
+PANS = ("pan left", "pan right", "pan up", "pan down")  # the expert's cameras
+RECORD = "recipe.json"
+
+
+class StageUnfinishedError(RuntimeError):
+    """A training stage stopped before its last step (its time budget); rerun to resume."""
+
+
+@dataclass(frozen=True)
+class WorldClips:
+    """Procedural clips for one stage (`kinema world make`)."""
+
+    clips: int
+    sizes: tuple[tuple[int, int], ...]
+    frames: int
+    seed: int
+    cameras: tuple[str, ...] = ()  # cycled through the clips; empty: each clip draws its own
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    out_dir: str = "runs/recipe"
+    vae: str = "models/default/vae"  # whose latents the transformer learns
+    world: WorldClips = WorldClips(9000, ((64, 64), (96, 64), (64, 96)), 33, seed=1)
+    pans: WorldClips = WorldClips(2000, ((64, 64),), 17, seed=11, cameras=PANS)
+    transformer: tuple[str, ...] = ()  # --set KEY=VALUE on the world-tiny preset
+    expert: tuple[str, ...] | None = ()  # --set on the world-expert preset; None: no expert
+    workers: int | None = None  # world rendering processes (None: up to 8, one per core)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.out_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the recipe makes (tuples as lists); `workers` changes only how fast."""
+        made = {k: v for k, v in dataclasses.asdict(self).items() if k != "workers"}
+        return json.loads(json.dumps(made))
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[], Any]  # does the stage's work, resuming what a killed run left
+
+
+def transformer_config(recipe: RecipeConfig) -> TrainConfig:
+    """The transformer's TrainConfig: the `world-tiny` preset on this recipe's folders."""
+    from kinema.train.config import load_config
+
+    out = recipe.out
+    where = [
+        f"out_dir={out / 'transformer'}",
+        f"model.vae={recipe.vae}",
+        f"data.options.cache_dir={out / 'world-cache'}",
+    ]
+    return load_config(None, [*where, *recipe.transformer], preset="world-tiny")
+
+
+def expert_config(recipe: RecipeConfig) -> TrainConfig:
+    """The expert's TrainConfig: the `world-expert` preset from this recipe's base model."""
+    from kinema.train.config import load_config
+
+    out = recipe.out
+    where = [
+        f"out_dir={out / 'expert'}",
+        f"model.vae={recipe.vae}",
+        f"model.init_from={out / 'base'}",
+        f"data.options.cache_dir={out / 'pans-cache'}",
+    ]
+    # the expert is a copy of the transformer: the same DiT, whatever --set chose for it
+    base = transformer_config(recipe).model
+    same = [
+        f"model.preset={base.preset}",
+        f"model.overrides={json.dumps(base.overrides)}",
+        f"model.patch={json.dumps(list(base.patch))}",
+        f"model.text_encoder={base.text_encoder}",
+        f"model.text_max_length={base.text_max_length}",
+    ]
+    return load_config(None, [*where, *same, *(recipe.expert or ())], preset="world-expert")
+
+
+def render(clips: WorldClips, out: Path, workers: int | None) -> Path:
+    """The stage's world, rendered unless its manifest (written last, atomically) exists."""
+    from kinema.world.dataset import MANIFEST, make_world, parse_camera
+
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        return manifest
+    cameras = [parse_camera(c) for c in clips.cameras]
+    return make_world(
+        out,
+        n=clips.clips,
+        seed=clips.seed,
+        sizes=clips.sizes,
+        num_frames=clips.frames,
+        workers=workers,
+        exclude_heldout=True,
+        cameras=cameras,
+    )
+
+
+def cache(manifest: Path, config: TrainConfig, frames: int, out: Path) -> Path:
+    """Latents and text tokens of `manifest` as `config` trains on them (its patch, pixel budget
+    and text encoder, bf16 where its precision resolves to it); finished shards are kept."""
+    import torch
+
+    from kinema.compression.evaluate import load_vae
+    from kinema.data.cache import CacheSettings, build_cache
+    from kinema.data.manifest import read_manifest
+    from kinema.precision import resolve_bf16
+    from kinema.text import load_text_encoder
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    settings = CacheSettings(
+        pixel_budget=int(config.data.options["pixel_budget"]),
+        max_frames=frames,
+        patch=tuple(config.model.patch),
+        bf16=resolve_bf16(config.parallel.bf16, device),  # the training config's precision
+    )
+    vae = load_vae(config.model.vae).eval().requires_grad_(False).to(device)
+    encoder = load_text_encoder(config.model.text_encoder)
+    report = build_cache(read_manifest(manifest), vae, encoder, out, settings)
+    print(report.summary())
+    if report.index is None:
+        raise StageUnfinishedError(f"the cache {out} is unfinished; rerun to finish it")
+    return out
+
+
+def train(config: TrainConfig) -> Path:
+    from kinema.train.trainer import Trainer
+
+    exported = Trainer(config).run()
+    if exported is None:
+        raise StageUnfinishedError(f"{config.out_dir} stopped at its time budget; rerun to resume")
+    return exported
+
+
+def stages(recipe: RecipeConfig) -> list[Stage]:
+    """The recipe's stages in order, each a call that resumes or redoes its own work."""
+    import torch
+
+    from kinema.train.export import DEFAULT_BOUNDARY, export_expert, export_run
+
+    out = recipe.out
+    dit, expert = transformer_config(recipe), None
+    final = out / "model"
+    world = [
+        Stage("world", lambda: render(recipe.world, out / "world", recipe.workers)),
+        Stage(
+            "cache",
+            lambda: cache(
+                out / "world" / "manifest.jsonl", dit, recipe.world.frames, out / "world-cache"
+            ),
+        ),
+        Stage("transformer", lambda: train(dit)),
+    ]
+    bf16 = torch.bfloat16
+    if recipe.expert is None:
+        return [*world, Stage("model", lambda: export_run(dit.out_dir, final, dit_dtype=bf16))]
+    expert = expert_config(recipe)
+    return [
+        *world,
+        Stage("base", lambda: export_run(dit.out_dir, out / "base", dit_dtype=bf16)),
+        Stage("pans", lambda: render(recipe.pans, out / "pans", recipe.workers)),
+        Stage(
+            "pans-cache",
+            lambda: cache(
+                out / "pans" / "manifest.jsonl", expert, recipe.pans.frames, out / "pans-cache"
+            ),
+        ),
+        Stage("expert", lambda: train(expert)),
+        Stage(
+            "model",
+            lambda: export_expert(
+                expert.out_dir, out / "base", final, DEFAULT_BOUNDARY, bf16, int8_delta=True
+            ),
+        ),
+    ]
+
+
+def _claim(recipe: RecipeConfig) -> dict[str, Any]:
+    """The folder's record: new, or the one a run with the same arguments left (else an error)."""
+    path = recipe.out / RECORD
+    wanted = recipe.to_dict()
+    if not path.is_file():
+        return {"config": wanted, "seconds": {}}
+    record = json.loads(path.read_text())
+    if record.get("config") != wanted:
+        had = record.get("config", {})
+        changed = sorted(k for k in wanted.keys() | had.keys() if wanted.get(k) != had.get(k))
+        raise ValueError(
+            f"{recipe.out} holds a recipe run with other arguments ({', '.join(changed)} differ; "
+            f"see {path}); rerun with the same arguments to resume it, or give another --out"
+        )
+    return record
+
+
+def run_recipe(recipe: RecipeConfig) -> Path:
+    """Run every stage in order (each resuming its own work); returns OUT/model."""
+    recipe.out.mkdir(parents=True, exist_ok=True)
+    record = _claim(recipe)
+    path = recipe.out / RECORD
+    plan = stages(recipe)  # checks both training configs before any work
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    result: Any = None
+    for k, stage in enumerate(plan, 1):
+        print(f"[recipe {k}/{len(plan)}] {stage.name}", flush=True)
+        start = time.perf_counter()
+        try:
+            result = stage.run()
+        finally:  # a stage stopped or killed midway still spent its time
+            seconds = record["seconds"]
+            spent = seconds.get(stage.name, 0.0) + time.perf_counter() - start
+            seconds[stage.name] = round(spent, 1)
+            atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    total = sum(record["seconds"].values())
+    print(f"model: {result} ({total / 60:.1f} min of wall time in all stages, {path})")
+    return Path(result)
+
+
+def _size(text: str) -> tuple[int, int]:
+    from kinema.world.dataset import parse_size
+
+    return parse_size(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    base = RecipeConfig()
+    p = argparse.ArgumentParser(
+        prog="kinema train recipe",
+        description="train the default model end to end (world, cache, transformer, its "
+        "high-noise expert, export); rerun with the same arguments to resume",
+    )
+    p.add_argument("--out", default=base.out_dir, help=f"recipe folder (default {base.out_dir})")
+    p.add_argument("--vae", default=base.vae, help=f"VAE folder (default {base.vae})")
+    p.add_argument("--clips", type=int, default=base.world.clips, help="world clips (9000)")
+    p.add_argument(
+        "--sizes",
+        default=",".join(f"{w}x{h}" for w, h in base.world.sizes),
+        help="WIDTHxHEIGHT of the world clips, comma separated (64x64,96x64,64x96)",
+    )
+    p.add_argument("--frames", type=int, default=base.world.frames, help="frames per clip (33)")
+    p.add_argument("--pan-clips", type=int, default=base.pans.clips, help="expert's clips (2000)")
+    p.add_argument("--steps", type=int, default=None, help="transformer steps (preset: 10750)")
+    p.add_argument("--expert-steps", type=int, default=None, help="expert steps (preset: 300)")
+    p.add_argument(
+        "--set",
+        dest="transformer",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the transformer's config (the world-tiny preset), e.g. optim.lr=1e-3",
+    )
+    p.add_argument(
+        "--expert-set",
+        dest="expert",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the expert's config (the world-expert preset)",
+    )
+    p.add_argument("--no-expert", action="store_true", help="ship the transformer alone")
+    p.add_argument("--workers", type=int, default=None, help="world rendering processes")
+    return p
+
+
+def config_from_args(argv: Sequence[str]) -> RecipeConfig:
+    args = _parser().parse_args(argv)
+    base = RecipeConfig()
+    sizes = tuple(_size(s) for s in args.sizes.split(",") if s)
+    world = dataclasses.replace(base.world, clips=args.clips, sizes=sizes, frames=args.frames)
+    pans = dataclasses.replace(base.pans, clips=args.pan_clips)
+    transformer = [*([f"steps={args.steps}"] if args.steps is not None else []), *args.transformer]
+    expert = [
+        *([f"steps={args.expert_steps}"] if args.expert_steps is not None else []),
+        *args.expert,
+    ]
+    if args.no_expert and expert:
+        raise ValueError("--expert-steps and --expert-set configure the expert: drop --no-expert")
+    return RecipeConfig(
+        out_dir=args.out,
+        vae=args.vae,
+        world=world,
+        pans=pans,
+        transformer=tuple(transformer),
+        expert=None if args.no_expert else tuple(expert),
+        workers=args.workers,
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    """`kinema train recipe ...`"""
+    try:
+        run_recipe(config_from_args(argv))
+    except StageUnfinishedError as e:
+        print(f"kinema train recipe: stopped: {e}")
+        return 1
+    return 0
