@@ -266,6 +266,17 @@ def vae_train_config(config: TrainConfig) -> VAETrainConfig:
 # Presets
 # --------------------------------------------------------------------------------------------
 
+# the world presets' DiT: the 15M-parameter tiny DiT through the tiny-s4 VAE (CPU budget): 1x4x4
+# patches of 4x4-compressed latents, so one token covers 4 frames x 16 x 16 pixels
+_WORLD_MODEL = ModelConfig(
+    preset="tiny",
+    overrides={"in_dim": 256},
+    patch=(1, 4, 4),
+    vae="models/default/vae",
+    text_encoder="minilm",
+    timestep_shift=3.0,  # 144 large tokens need more high-noise training than 1.0
+)
+
 PRESETS: dict[str, TrainConfig] = {
     # tests and smoke runs: the 0.2M-parameter debug DiT on synthetic latents, seconds per run
     "debug": TrainConfig(
@@ -278,17 +289,9 @@ PRESETS: dict[str, TrainConfig] = {
         keep_checkpoints=2,
         log_every=1,
     ),
-    # the 15M-parameter tiny DiT on procedural-world clips through the tiny-s4 VAE (CPU budget):
-    # 1x4x4 patches of 4x4-compressed latents, so one token covers 4 frames x 16 x 16 pixels
+    # the tiny DiT on cached procedural-world clips: the default model's transformer
     "world-tiny": TrainConfig(
-        model=ModelConfig(
-            preset="tiny",
-            overrides={"in_dim": 256},
-            patch=(1, 4, 4),
-            vae="models/default/vae",
-            text_encoder="minilm",
-            timestep_shift=3.0,  # 144 large tokens need more high-noise training than 1.0
-        ),
+        model=_WORLD_MODEL,
         data=DataSection(
             source=DataSource.CACHED,
             options={
@@ -325,15 +328,8 @@ PRESETS: dict[str, TrainConfig] = {
     # world-tiny's high-noise expert: that transformer (model.init_from) fine-tuned 300 steps on
     # panning clips (runs/pans-cache) almost only at high noise (shift 30), frame 0 given to most
     "world-expert": TrainConfig(
-        model=ModelConfig(
-            preset="tiny",
-            overrides={"in_dim": 256},
-            patch=(1, 4, 4),
-            vae="models/default/vae",
-            text_encoder="minilm",
-            timestep_shift=30.0,  # nearly every t above 0.9: the band the expert samples
-            init_from="models/default",
-        ),
+        # nearly every t above 0.9: the band the expert samples
+        model=dataclasses.replace(_WORLD_MODEL, timestep_shift=30.0, init_from="models/default"),
         data=DataSection(
             source=DataSource.CACHED,
             options={

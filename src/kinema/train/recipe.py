@@ -86,40 +86,38 @@ class Stage:
     run: Callable[[], Any]  # does the stage's work, resuming what a killed run left
 
 
-def transformer_config(recipe: RecipeConfig) -> TrainConfig:
-    """The transformer's TrainConfig: the `world-tiny` preset on this recipe's folders."""
+def _on_folders(
+    recipe: RecipeConfig, preset: str, out_dir: str, cache_dir: str, *items: str
+) -> TrainConfig:
+    """`preset` with its run and cache in this recipe's folder, on its VAE, then `items`."""
     from kinema.train.config import load_config
 
     out = recipe.out
-    where = [
-        f"out_dir={out / 'transformer'}",
-        f"model.vae={recipe.vae}",
-        f"data.options.cache_dir={out / 'world-cache'}",
-    ]
-    return load_config(None, [*where, *recipe.transformer], preset="world-tiny")
+    where = [f"out_dir={out / out_dir}", f"model.vae={recipe.vae}"]
+    where.append(f"data.options.cache_dir={out / cache_dir}")
+    return load_config(None, [*where, *items], preset=preset)
+
+
+def transformer_config(recipe: RecipeConfig) -> TrainConfig:
+    """The transformer's TrainConfig: the `world-tiny` preset on this recipe's folders."""
+    return _on_folders(recipe, "world-tiny", "transformer", "world-cache", *recipe.transformer)
 
 
 def expert_config(recipe: RecipeConfig) -> TrainConfig:
-    """The expert's TrainConfig: the `world-expert` preset from this recipe's base model."""
-    from kinema.train.config import load_config
-
-    out = recipe.out
-    where = [
-        f"out_dir={out / 'expert'}",
-        f"model.vae={recipe.vae}",
-        f"model.init_from={out / 'base'}",
-        f"data.options.cache_dir={out / 'pans-cache'}",
-    ]
-    # the expert is a copy of the transformer: the same DiT, whatever --set chose for it
+    """The expert's TrainConfig: the `world-expert` preset from this recipe's base model, the
+    same DiT as the transformer whatever `--set` made it."""
     base = transformer_config(recipe).model
     same = [
+        f"model.init_from={recipe.out / 'base'}",
         f"model.preset={base.preset}",
         f"model.overrides={json.dumps(base.overrides)}",
         f"model.patch={json.dumps(list(base.patch))}",
         f"model.text_encoder={base.text_encoder}",
         f"model.text_max_length={base.text_max_length}",
     ]
-    return load_config(None, [*where, *same, *(recipe.expert or ())], preset="world-expert")
+    return _on_folders(
+        recipe, "world-expert", "expert", "pans-cache", *same, *(recipe.expert or ())
+    )
 
 
 def render(clips: WorldClips, out: Path, workers: int | None) -> Path:
