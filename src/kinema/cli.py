@@ -715,7 +715,9 @@ def run_vae_eval(args: argparse.Namespace) -> int:
         clips.update({f"held-out/{k}": v for k, v in evaluation_clips().items()})
     if args.still:
         clips = hold_still(clips)
-    report = evaluate_clips(vae, clips, args.short_side, args.max_frames, args.refine_steps)
+    report = evaluate_clips(
+        vae, clips, args.short_side, args.max_frames, args.refine_steps, progress=True
+    )
     report["settings"]["still"] = args.still
     report["model"] = {"path": str(model), "sha256": sha256_file(model / "model.safetensors")}
     write_report(args.json_out, report)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from kinema.compression.losses import frame_differences, psnr, psnr_from_mse, ssim
 from kinema.compression.pixels import quantize, to_video_tensor
@@ -123,11 +124,11 @@ def evaluate_clips(
     short_side: int = 256,
     max_frames: int = 33,
     refine_steps: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Per-clip results and their means, for {name: uint8 frames}."""
-    videos = [
-        evaluate_frames(vae, n, f, short_side, max_frames, refine_steps) for n, f in clips.items()
-    ]
+    """Per-clip results and their means, for {name: uint8 frames}; `progress` shows a bar."""
+    bar = tqdm(clips.items(), desc="vae eval", unit="clip", disable=not progress)
+    videos = [evaluate_frames(vae, n, f, short_side, max_frames, refine_steps) for n, f in bar]
     keys = ("psnr", "ssim", "encode_fps", "decode_fps")
     longest = max(v["frames"] for v in videos)
     by_frame = [
