@@ -40,7 +40,7 @@ def test_the_recipe_trains_a_model_with_its_expert_and_resumes(tmp_path, capsys)
     assert train_main(["recipe", *argv]) == 0
 
     printed = capsys.readouterr().out
-    names = ["world", "cache", "transformer", "base", "pans", "pans-cache", "expert", "model"]
+    names = ["world", "world-cache", "transformer", "base", "pans", "pans-cache", "expert", "model"]
     for k, name in enumerate(names, 1):
         assert f"[recipe {k}/8] {name}" in printed
     record = json.loads((out / "recipe.json").read_text())
@@ -111,4 +111,4 @@ def test_a_stage_stopped_by_its_time_budget_stops_the_recipe_until_rerun(tmp_pat
     assert train_main(["recipe", *argv]) == 0  # the last step: the budget stops nothing
     assert load_model(tmp_path / "r" / "model").index.extra["training"]["step"] == 2
     seconds = json.loads((tmp_path / "r" / "recipe.json").read_text())["seconds"]
-    assert list(seconds) == ["world", "cache", "transformer", "model"]
+    assert list(seconds) == ["world", "world-cache", "transformer", "model"]

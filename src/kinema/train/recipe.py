@@ -6,7 +6,7 @@
 It runs, in order, the commands the model card lists one by one:
 
     world        render the training clips (WorldBench's held-out pairs left out)
-    cache        their VAE latents and text tokens
+    world-cache  their VAE latents and text tokens
     transformer  train the DiT on the cache (the `world-tiny` preset, `--set` on top)
     base         export its EMA weights, the transformer in bf16
     pans         render the clips that pan, for the high-noise expert
@@ -140,9 +140,10 @@ def render(clips: WorldClips, out: Path, workers: int | None) -> Path:
     )
 
 
-def cache(manifest: Path, config: TrainConfig, frames: int, out: Path) -> Path:
-    """Latents and text tokens of `manifest` as `config` trains on them (its patch, pixel budget
-    and text encoder, bf16 where its precision resolves to it); finished shards are kept."""
+def cache(manifest: Path, config: TrainConfig, frames: int) -> Path:
+    """Latents and text tokens of `manifest` into the cache `config` trains on (its cache_dir,
+    patch, pixel budget and text encoder, bf16 where its precision resolves to it); finished
+    shards are kept."""
     import torch
 
     from kinema.compression.evaluate import load_vae
@@ -158,6 +159,7 @@ def cache(manifest: Path, config: TrainConfig, frames: int, out: Path) -> Path:
         patch=tuple(config.model.patch),
         bf16=resolve_bf16(config.parallel.bf16, device),  # the training config's precision
     )
+    out = Path(config.data.options["cache_dir"])
     vae = load_vae(config.model.vae).eval().requires_grad_(False).to(device)
     encoder = load_text_encoder(config.model.text_encoder)
     report = build_cache(read_manifest(manifest), vae, encoder, out, settings)
@@ -181,34 +183,27 @@ def stages(recipe: RecipeConfig) -> list[Stage]:
     import torch
 
     from kinema.train.export import DEFAULT_BOUNDARY, export_expert, export_run
+    from kinema.world.dataset import MANIFEST
 
     out = recipe.out
-    dit, expert = transformer_config(recipe), None
-    final = out / "model"
-    world = [
-        Stage("world", lambda: render(recipe.world, out / "world", recipe.workers)),
-        Stage(
-            "cache",
-            lambda: cache(
-                out / "world" / "manifest.jsonl", dit, recipe.world.frames, out / "world-cache"
-            ),
-        ),
-        Stage("transformer", lambda: train(dit)),
-    ]
-    bf16 = torch.bfloat16
+
+    def clips_and_cache(name: str, clips: WorldClips, config: TrainConfig) -> list[Stage]:
+        """Render `clips` into OUT/NAME, then cache them where `config` reads its data."""
+        folder = out / name
+        return [
+            Stage(name, lambda: render(clips, folder, recipe.workers)),
+            Stage(f"{name}-cache", lambda: cache(folder / MANIFEST, config, clips.frames)),
+        ]
+
+    dit, bf16, final = transformer_config(recipe), torch.bfloat16, out / "model"
+    world = [*clips_and_cache("world", recipe.world, dit), Stage("transformer", lambda: train(dit))]
     if recipe.expert is None:
         return [*world, Stage("model", lambda: export_run(dit.out_dir, final, dit_dtype=bf16))]
     expert = expert_config(recipe)
     return [
         *world,
         Stage("base", lambda: export_run(dit.out_dir, out / "base", dit_dtype=bf16)),
-        Stage("pans", lambda: render(recipe.pans, out / "pans", recipe.workers)),
-        Stage(
-            "pans-cache",
-            lambda: cache(
-                out / "pans" / "manifest.jsonl", expert, recipe.pans.frames, out / "pans-cache"
-            ),
-        ),
+        *clips_and_cache("pans", recipe.pans, expert),
         Stage("expert", lambda: train(expert)),
         Stage(
             "model",

@@ -391,7 +391,7 @@ class Trainer:
             unit="step",
             disable=not (main and progress),
         )
-        if cfg.parallel.bf16 == AUTO:
+        if main and cfg.parallel.bf16 == AUTO:
             native = "native" if self.bf16 else "not native"
             precision = "bf16 autocast" if self.bf16 else "float32"
             bar.write(f"{precision} (parallel.bf16 auto: bf16 is {native} on {self.info.device})")
