@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -27,7 +28,47 @@ __all__ = [
     "ResBlock",
     "StreamCache",
     "Upsample",
+    "conv3d_by_frames",
 ]
+
+# On the CPU, PyTorch runs a conv3d through oneDNN only when its input is batched or large
+# (N * C * T * H above 20,480 in torch 2.x); smaller ones take an im2col kernel (slow_conv3d)
+# that ran the VAE's 16-channel 64x64 convolutions at a fifth of oneDNN's conv2d speed
+# (benchmarks/vae_conv.py). Those go through conv3d_by_frames instead.
+_ONEDNN_CONV3D_MIN_ELEMENTS = 20480
+
+
+def conv3d_by_frames(x: Tensor, conv: nn.Conv3d) -> Tensor:
+    """``conv(x)`` computed as ``kernel_t`` 2D convolutions over all output frames at once.
+
+    x: (B, C_in, T, H, W) with no time padding (``conv.padding[0] == 0``) -> (B, C_out, T', H', W'),
+    ``T' = (T - kernel_t) // stride_t + 1``. Output frame ``j`` is the sum over ``d`` of the 2D
+    convolution of input frame ``j * stride_t + d`` with the kernel's slice ``d``; every frame of a
+    slice is one batch element of a single conv2d, which oneDNN runs fast on the CPU.
+    """
+    kt = conv.kernel_size[0]
+    st, sh, sw = conv.stride
+    if conv.padding[0] != 0 or conv.dilation != (1, 1, 1) or conv.groups != 1:
+        raise ValueError(
+            "conv3d_by_frames takes a conv3d without time padding, dilation or groups; got "
+            f"padding={conv.padding}, dilation={conv.dilation}, groups={conv.groups}"
+        )
+    B, C, T, H, W = x.shape
+    T_out = (T - kt) // st + 1
+    frames = x.transpose(1, 2)  # (B, T, C, H, W)
+    out = None
+    for d in range(kt):
+        # input frames j * st + d for every output frame j, as one batch of 2D images
+        taps = frames[:, d : d + (T_out - 1) * st + 1 : st].reshape(B * T_out, C, H, W)
+        y = F.conv2d(
+            taps,
+            conv.weight[:, :, d],  # (C_out, C_in, kh, kw)
+            conv.bias if d == 0 else None,
+            stride=(sh, sw),
+            padding=conv.padding[1:],
+        )  # (B * T', C_out, H', W')
+        out = y if out is None else out + y
+    return out.unflatten(0, (B, T_out)).transpose(1, 2).contiguous()  # (B, C_out, T', H', W')
 
 
 @dataclass
@@ -113,6 +154,13 @@ class CausalConv3d(nn.Module):
         W_out = (W + 2 * (kw // 2) - kw) // sw + 1
         return x.new_zeros(B, self.conv.out_channels, 0, H_out, W_out)
 
+    def _convolve(self, window: Tensor) -> Tensor:
+        B, C, T, H, _ = window.shape
+        small = B == 1 and B * C * T * H <= _ONEDNN_CONV3D_MIN_ELEMENTS
+        if window.device.type == "cpu" and small:
+            return conv3d_by_frames(window, self.conv)  # PyTorch's conv3d would take slow_conv3d
+        return self.conv(window)
+
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         # x: (B, C, t, H, W), the next t frames of the clip
         state = cache.conv.get(self) if cache is not None else None
@@ -127,7 +175,7 @@ class CausalConv3d(nn.Module):
         first = state.next_out * s - (k - 1) - state.start  # buf offset of the first window
         if num_out > 0:
             window = buf[:, :, first : first + (num_out - 1) * s + k]  # (B, C, (n_out-1)s+k, H, W)
-            y = self.conv(window)  # (B, C_out, num_out, H', W')
+            y = self._convolve(window)  # (B, C_out, num_out, H', W')
         else:
             y = self.empty_output(x)  # (B, C_out, 0, H', W'): no window is complete yet
 
