@@ -13,7 +13,7 @@ embedding, norms and modulation, attention modules, MLP, timestep and text embed
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import torch
@@ -85,6 +85,48 @@ class SegmentMask:
     q_runs: list[tuple[int, int, int]]  # (start, end, id) contiguous runs of q_ids covering [0, Nq)
     k_spans: dict[int, tuple[int, int]]  # sample id -> (start, end) of its keys (ids >= 0 only)
     block_mask: BlockMask | None = None  # FLEX only
+    groups: list[SegmentGroup] = field(default_factory=list)  # SDPA_SEGMENTS only
+    # SDPA_SEGMENTS only: (Nq,) row of each query in the groups' outputs, concatenated in order
+    # and followed by one zero row per query without keys
+    order: Tensor | None = None
+
+
+@dataclass
+class SegmentGroup:
+    """Samples whose queries and keys have the same lengths, attended to in one batched call."""
+
+    q_rows: Tensor  # (G * n,) long, the rows of the G samples' queries, sample after sample
+    k_rows: Tensor  # (G * m,) long, the rows of their keys
+    samples: int  # G
+    q_len: int  # n
+    k_len: int  # m
+
+
+def _segment_groups(
+    q_runs: list[tuple[int, int, int]], k_spans: dict[int, tuple[int, int]], device: torch.device
+) -> tuple[list[SegmentGroup], Tensor]:
+    """Group the runs by (query length, key length), and where each query lands in the output."""
+    by_shape: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    empty: list[int] = []
+    for start, end, sample in q_runs:
+        span = k_spans.get(sample)  # padding (-1) and samples without keys have no span
+        if span is None or span[1] == span[0]:
+            empty.extend(range(start, end))
+            continue
+        by_shape.setdefault((end - start, span[1] - span[0]), []).append((start, span[0]))
+    groups, rows = [], []
+    for (n, m), starts in by_shape.items():
+        q_starts = torch.tensor([q for q, _ in starts], dtype=torch.long)
+        k_starts = torch.tensor([k for _, k in starts], dtype=torch.long)
+        q_rows = (q_starts[:, None] + torch.arange(n)).flatten()  # (G * n,)
+        k_rows = (k_starts[:, None] + torch.arange(m)).flatten()  # (G * m,)
+        groups.append(SegmentGroup(q_rows.to(device), k_rows.to(device), len(starts), n, m))
+        rows.append(q_rows)
+    rows.append(torch.tensor(empty, dtype=torch.long))
+    concatenated = torch.cat(rows)  # (Nq,) query row of each output row
+    order = torch.empty_like(concatenated)
+    order[concatenated] = torch.arange(concatenated.numel())
+    return groups, order.to(device)
 
 
 def _contiguous_runs(ids: Tensor, name: str) -> list[tuple[int, int, int]]:
@@ -126,7 +168,10 @@ def make_segment_mask(q_ids: Tensor, k_ids: Tensor, backend: AttentionBackend) -
         block_mask = create_block_mask(
             same_sample, None, None, q_ids.numel(), k_ids.numel(), device=q_ids.device
         )
-    return SegmentMask(backend, q_ids, k_ids, q_runs, k_spans, block_mask)
+    groups, order = [], None
+    if backend is AttentionBackend.SDPA_SEGMENTS:
+        groups, order = _segment_groups(q_runs, k_spans, q_ids.device)
+    return SegmentMask(backend, q_ids, k_ids, q_runs, k_spans, block_mask, groups, order)
 
 
 def segment_attention(q: Tensor, k: Tensor, v: Tensor, mask: SegmentMask) -> Tensor:
@@ -144,20 +189,24 @@ def segment_attention(q: Tensor, k: Tensor, v: Tensor, mask: SegmentMask) -> Ten
 
 
 def _attention_sdpa_segments(q: Tensor, k: Tensor, v: Tensor, mask: SegmentMask) -> Tensor:
+    # one F.scaled_dot_product_attention per group of equally long samples (most packed samples
+    # share a size), each sample a batch element; then every query row back to its place
+    heads = q.shape[1]
     outputs = []
-    for start, end, sample in mask.q_runs:
-        span = mask.k_spans.get(sample)  # padding (-1) and samples without keys have no span
-        if span is None:
-            outputs.append(q.new_zeros(end - start, q.shape[1], v.shape[2]))  # (n, H, D)
-            continue
-        q_s = rearrange(q[start:end], "n h d -> h n d")  # (H, n, D)
-        k_s = rearrange(k[span[0] : span[1]], "m h d -> h m d")  # (H, m, D)
-        v_s = rearrange(v[span[0] : span[1]], "m h d -> h m d")  # (H, m, D)
-        out = F.scaled_dot_product_attention(q_s, k_s, v_s)  # (H, n, D)
-        outputs.append(rearrange(out, "h n d -> n h d"))  # (n, H, D)
+    for group in mask.groups:
+        G, n, m = group.samples, group.q_len, group.k_len
+        q_g = rearrange(q.index_select(0, group.q_rows), "(g n) h d -> g h n d", g=G, n=n)
+        k_g = rearrange(k.index_select(0, group.k_rows), "(g m) h d -> g h m d", g=G, m=m)
+        v_g = rearrange(v.index_select(0, group.k_rows), "(g m) h d -> g h m d", g=G, m=m)
+        out = F.scaled_dot_product_attention(q_g, k_g, v_g)  # (G, H, n, D)
+        outputs.append(rearrange(out, "g h n d -> (g n) h d"))  # (G * n, H, D)
+    assert mask.order is not None
+    empty = q.shape[0] - sum(group.samples * group.q_len for group in mask.groups)
+    if empty:
+        outputs.append(q.new_zeros(empty, heads, v.shape[2]))  # queries without keys give 0
     if not outputs:
-        return q.new_zeros(q.shape[0], q.shape[1], v.shape[2])  # (0, H, D)
-    return torch.cat(outputs, dim=0)  # (Nq, H, D)
+        return q.new_zeros(0, heads, v.shape[2])  # (0, H, D)
+    return torch.cat(outputs, dim=0).index_select(0, mask.order)  # (Nq, H, D)
 
 
 def _attention_flex(q: Tensor, k: Tensor, v: Tensor, mask: SegmentMask) -> Tensor:
