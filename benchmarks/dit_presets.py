@@ -42,7 +42,7 @@ def step_seconds(
     )
     ids = torch.arange(samples, device=device).repeat_interleave(per)
     x = torch.randn(per * samples, config.in_dim, device=device)
-    t = torch.rand(per * samples, device=device)
+    t = torch.rand(samples, device=device).repeat_interleave(per)  # one t per clip, as training
     text = torch.randn(samples * text_len, config.text_dim, device=device)
     text_ids = torch.arange(samples, device=device).repeat_interleave(text_len)
     times = []

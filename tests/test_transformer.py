@@ -265,8 +265,10 @@ def test_timesteps_act_per_token_within_their_sample():
     timesteps[:n_a] = torch.linspace(0.1, 0.9, n_a)  # sample A only
     changed = split_outputs(run(model, {**inputs, "timesteps": timesteps}), samples)
     assert (changed[0] - out[0]).abs().max() > 1e-3
+    # the conditioning runs once per distinct timestep, so more distinct ones change the
+    # projections' matmul shapes, and with them the rounding: equal to float tolerance
     for before, after in zip(out[1:], changed[1:], strict=True):
-        torch.testing.assert_close(after, before, atol=0, rtol=0)
+        torch.testing.assert_close(after, before, atol=ATOL, rtol=0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -409,9 +411,9 @@ def test_flops_per_token_close_to_six_times_params_for_short_sequences():
     config = PRESETS["small"]
     flops = flops_per_token(config, seq_len=1, text_len=1)  # every weight used once per token
     assert 0.9 < flops / (6 * count_parameters(config)) < 1.1
-    # attention grows linearly with the sample's length
-    extra = flops_per_token(config, seq_len=4097) - flops_per_token(config, seq_len=1)
-    assert extra == pytest.approx(3 * config.depth * 4 * 4096 * config.hidden)
+    # attention grows linearly with the sample's length (per-sample work amortizes away)
+    extra = flops_per_token(config, seq_len=8192) - flops_per_token(config, seq_len=4096)
+    assert extra == pytest.approx(3 * config.depth * 4 * 4096 * config.hidden, rel=1e-3)
 
 
 def test_config_validation():

@@ -172,9 +172,12 @@ class FinalLayer(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 2 * hidden))
         self.linear = nn.Linear(hidden, out_dim)
 
-    def forward(self, x: Tensor, t_emb: Tensor) -> Tensor:
-        # x: (N, hidden), t_emb: (N, hidden)
-        shift, scale = self.adaLN_modulation(t_emb).chunk(2, dim=-1)  # (N, hidden) each
+    def forward(self, x: Tensor, t_emb: Tensor, rows: Tensor | None = None) -> Tensor:
+        # x: (N, hidden), t_emb: (N, hidden), or (U, hidden) with rows (N,) into it
+        modulation = self.adaLN_modulation(t_emb)  # (N or U, 2 * hidden)
+        if rows is not None:
+            modulation = modulation[rows]  # (N, 2 * hidden)
+        shift, scale = modulation.chunk(2, dim=-1)  # (N, hidden) each
         return self.linear(modulate(self.norm(x), shift, scale))  # (N, out_dim)
 
 
@@ -261,15 +264,33 @@ class DiT(nn.Module):
         rope = rope_angles(positions, cfg.rope_dims, cfg.rope_theta)  # (N, head_dim/2, 2)
 
         x = self.x_embedder(tokens)  # (N, hidden)
-        cond = self.t_embedder(timesteps)  # (N, hidden)
-        if self.pooled_text_embedder is not None:
-            means, index = pool_text(text_tokens, text_ids, sample_ids)  # (S + 1, text_dim)
-            cond = cond + self.pooled_text_embedder(means)[index]
-        time_mod = self.time_modulation(cond).unflatten(-1, (6, cfg.hidden))  # (N, 6, hidden)
+        cond, rows = self.conditioning(sample_ids, timesteps, text_tokens, text_ids)  # (U, hidden)
+        time_mod = self.time_modulation(cond).unflatten(-1, (6, cfg.hidden))[rows]  # (N, 6, hidden)
         text = self.text_embedder(text_tokens)  # (M, hidden)
         for block in self.blocks:
             x = block(x, time_mod, text, rope, self_mask, cross_mask)  # (N, hidden)
-        return self.final_layer(x, cond)  # (N, in_dim)
+        return self.final_layer(x, cond, rows)  # (N, in_dim)
+
+    def conditioning(
+        self, sample_ids: Tensor, timesteps: Tensor, text_tokens: Tensor, text_ids: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The adaLN conditioning vector of every distinct token condition, and each token's row.
+
+        A token's condition is its timestep (and, with ``pooled_text``, its sample's mean text),
+        and few are distinct: the noisy tokens of a sample share one t and its given tokens have
+        t = 0. So the timestep MLP and the modulation projections run once per distinct
+        condition, not once per token (at 6 * hidden^2 per token they are a tenth of the tiny
+        preset's FLOPs). Returns ``cond`` (U, hidden) and ``rows`` (N,) into it.
+        """
+        if self.pooled_text_embedder is None:
+            times, rows = torch.unique(timesteps, return_inverse=True)  # (U,), (N,)
+            return self.t_embedder(times), rows
+        means, index = pool_text(text_tokens, text_ids, sample_ids)  # (S + 1, text_dim), (N,)
+        keys = torch.stack([timesteps.double(), index.double()], dim=1)  # (N, 2), exact
+        unique, rows = torch.unique(keys, dim=0, return_inverse=True)  # (U, 2), (N,)
+        times = unique[:, 0].to(timesteps.dtype)  # (U,)
+        cond = self.t_embedder(times) + self.pooled_text_embedder(means)[unique[:, 1].long()]
+        return cond, rows
 
     def _check_inputs(
         self,
@@ -393,20 +414,22 @@ def flops_per_token(
 
     ``seq_len``: tokens per sample (the attention span, not the packed length); ``text_len``:
     text tokens per sample. Counts 2 FLOPs per multiply-add of every linear, the attention score
-    and value products, and the text-side projections amortized over the sample's video tokens.
+    and value products, and the text-side and conditioning projections (once per sample, as one
+    timestep per sample gives) amortized over the sample's video tokens.
     Elementwise work is ignored. ``training=True`` returns forward + backward (3x forward).
     """
     h, f, L = config.hidden, config.mlp_hidden, config.depth
     per_token_weights = (
         config.in_dim * h  # x_embedder
-        + TIMESTEP_FREQUENCY_DIM * h + h * h  # t_embedder
-        + 6 * h * h  # shared time modulation
         + L * (4 * h * h + 2 * h * h + 2 * h * f)  # qkv+proj, cross q+proj, MLP
-        + 2 * h * h + h * config.in_dim  # final layer
+        + h * config.in_dim  # final projection
     )  # fmt: skip
     text_weights = config.text_dim * h + h * h + L * 2 * h * h  # text embedder, cross k/v
+    # t_embedder, shared time modulation and the final layer's: once per distinct timestep
+    condition_weights = TIMESTEP_FREQUENCY_DIM * h + h * h + 6 * h * h + 2 * h * h
     attention = L * (4 * seq_len * h + 4 * text_len * h)  # QK^T and AV, self and cross
-    forward = 2 * per_token_weights + 2 * text_weights * text_len / max(seq_len, 1) + attention
+    per_sample = 2 * (text_weights * text_len + condition_weights)
+    forward = 2 * per_token_weights + per_sample / max(seq_len, 1) + attention
     return float(3 * forward if training else forward)
 
 
