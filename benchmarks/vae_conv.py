@@ -1,9 +1,9 @@
-"""The VAE's causal convolutions on the CPU: PyTorch's conv3d against Kinema's route by frames.
+"""The VAE's causal convolutions on the CPU: PyTorch's conv3d alone against Kinema's routing.
 
     python benchmarks/vae_conv.py [--presets tiny-s4,tiny] [--frames 17] [--size 64]
 
 On the CPU, PyTorch runs a conv3d of one small clip through an im2col kernel (slow_conv3d);
-`CausalConv3d` sends those through `conv3d_by_frames` instead (one conv2d per temporal tap).
+`CausalConv3d` hands those over as a batch of two halves (`conv3d_split_rows`), which oneDNN runs.
 For one random clip of FRAMES x SIZE x SIZE this times, side by side in one run, a training
 step (encode_distribution, a reparameterized sample, decode_raw, a mean squared error and its
 backward, as `benchmarks/vae_train_step.py`), an encode and a decode, each with every causal
@@ -82,21 +82,21 @@ def main() -> None:
             raise SystemExit(f"unknown VAE preset {name!r}; valid: {sorted(PRESETS)}")
         vae = CausalVAE(PRESETS[name])
         for task, fn in work(vae, clip).items():
-            times: dict[str, list[float]] = {"conv3d": [], "by_frames": []}
+            times: dict[str, list[float]] = {"conv3d": [], "split_rows": []}
             for i in range(args.repeats + 1):  # the first round warms both routes up
                 with conv3d_everywhere():
                     conv3d = timed(fn)
-                by_frames = timed(fn)
+                split_rows = timed(fn)
                 if i:
                     times["conv3d"].append(conv3d)
-                    times["by_frames"].append(by_frames)
-            old, new = statistics.median(times["conv3d"]), statistics.median(times["by_frames"])
+                    times["split_rows"].append(split_rows)
+            old, new = statistics.median(times["conv3d"]), statistics.median(times["split_rows"])
             rows.append(
                 {
                     "preset": name,
                     "work": task,
                     "conv3d_s": old,
-                    "by_frames_s": new,
+                    "split_rows_s": new,
                     "speedup": old / new,
                 }
             )
@@ -107,10 +107,10 @@ def main() -> None:
         "repeats": args.repeats,
         "rows": rows,
     }
-    print(f"{'preset':<10}{'work':<12}{'conv3d s':>10}{'by frames s':>13}{'speed-up':>10}")
+    print(f"{'preset':<10}{'work':<12}{'conv3d s':>10}{'split rows s':>14}{'speed-up':>10}")
     for r in rows:
         print(
-            f"{r['preset']:<10}{r['work']:<12}{r['conv3d_s']:>10.3f}{r['by_frames_s']:>13.3f}"
+            f"{r['preset']:<10}{r['work']:<12}{r['conv3d_s']:>10.3f}{r['split_rows_s']:>14.3f}"
             f"{r['speedup']:>9.2f}×"
         )
     print(f"report: {write_report(args.json, report)}")

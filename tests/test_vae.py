@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kinema.compression import PRESETS, CausalVAE, VAEConfig
-from kinema.compression.layers import CausalConv3d, StreamCache, conv3d_by_frames
+from kinema.compression.layers import CausalConv3d, StreamCache, conv3d_split_rows
 from kinema.compression.vae import feather_weights, tile_starts
 
 DEBUG = PRESETS["debug"]  # 4x time, 4x space, 4 latent channels
@@ -149,38 +149,42 @@ def test_decoder_is_causal(vae: CausalVAE, j: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kernel", "stride", "T"),
+    ("kernel", "stride", "size"),
     [
-        ((3, 3, 3), (1, 1, 1), 7),
-        ((3, 3, 3), (2, 2, 2), 9),
-        ((2, 1, 3), (1, 1, 2), 5),
-        ((1, 3, 3), 1, 4),
+        ((3, 3, 3), (1, 1, 1), (7, 6, 8)),
+        ((3, 3, 3), (2, 2, 2), (9, 8, 6)),
+        ((2, 1, 3), (1, 1, 2), (5, 4, 7)),
+        ((1, 3, 3), 1, (1, 10, 4)),
+        ((3, 3, 3), (1, 2, 1), (3, 7, 5)),
     ],
 )
-def test_conv3d_by_frames_matches_conv3d(kernel, stride, T: int) -> None:
+def test_conv3d_split_rows_matches_conv3d(kernel, stride, size) -> None:
     torch.manual_seed(0)
-    conv = torch.nn.Conv3d(3, 5, kernel, stride=stride, padding=(0, kernel[1] // 2, kernel[2] // 2))
-    x = torch.randn(2, 3, T, 6, 8, requires_grad=True)
+    padding = (0, kernel[1] // 2, kernel[2] // 2)
+    conv = torch.nn.Conv3d(3, 5, kernel, stride=stride, padding=padding)
+    x = torch.randn(1, 3, *size, requires_grad=True)
     reference = conv(x)
     reference.square().sum().backward()
     grads = (x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone())
     x.grad = conv.weight.grad = conv.bias.grad = None
-    by_frames = conv3d_by_frames(x, conv)
-    by_frames.square().sum().backward()
-    assert by_frames.shape == reference.shape
-    assert torch.allclose(by_frames, reference, atol=1e-5)
+    split = conv3d_split_rows(x, conv)
+    split.square().sum().backward()
+    assert split.shape == reference.shape
+    assert torch.allclose(split, reference, atol=1e-5)
     for got, want in zip((x.grad, conv.weight.grad, conv.bias.grad), grads, strict=True):
         assert torch.allclose(got, want, atol=1e-4)
 
 
-def test_conv3d_by_frames_refuses_time_padding() -> None:
-    conv = torch.nn.Conv3d(2, 2, 3, padding=1)
-    with pytest.raises(ValueError, match=r"padding=\(1, 1, 1\)"):
-        conv3d_by_frames(torch.randn(1, 2, 5, 4, 4), conv)
+def test_conv3d_split_rows_refuses_what_it_cannot_split() -> None:
+    conv = torch.nn.Conv3d(2, 2, 3, padding=(0, 1, 1))
+    with pytest.raises(ValueError, match="even number of output rows, got 5"):
+        conv3d_split_rows(torch.randn(1, 2, 5, 5, 4), conv)
+    with pytest.raises(ValueError, match="batch 2"):
+        conv3d_split_rows(torch.randn(2, 2, 5, 4, 4), conv)
 
 
 def test_causal_conv_is_the_same_on_either_cpu_path() -> None:
-    """A small clip goes through conv3d_by_frames and a batched one through conv3d; both agree."""
+    """A small clip goes through conv3d_split_rows and a batched one through conv3d; both agree."""
     torch.manual_seed(0)
     conv = CausalConv3d(4, 4, 3, stride=(2, 2, 2))
     x = torch.randn(2, 4, 9, 8, 8)

@@ -28,47 +28,44 @@ __all__ = [
     "ResBlock",
     "StreamCache",
     "Upsample",
-    "conv3d_by_frames",
+    "conv3d_split_rows",
 ]
 
 # On the CPU, PyTorch runs a conv3d through oneDNN only when its input is batched or large
-# (N * C * T * H above 20,480 in torch 2.x); smaller ones take an im2col kernel (slow_conv3d)
-# that ran the VAE's 16-channel 64x64 convolutions at a fifth of oneDNN's conv2d speed
-# (benchmarks/vae_conv.py). Those go through conv3d_by_frames instead.
+# (batch > 1, or N * C * T * H above 20,480 in torch 2.x); one small clip takes an im2col kernel
+# (slow_conv3d) that ran the VAE's 16-channel 64x64 convolutions ten times slower than oneDNN
+# (benchmarks/vae_conv.py). conv3d_split_rows hands such a clip over as a batch of two.
 _ONEDNN_CONV3D_MIN_ELEMENTS = 20480
 
 
-def conv3d_by_frames(x: Tensor, conv: nn.Conv3d) -> Tensor:
-    """``conv(x)`` computed as ``kernel_t`` 2D convolutions over all output frames at once.
+def _output_rows(conv: nn.Conv3d, rows: int) -> int:
+    return (rows + 2 * conv.padding[1] - conv.kernel_size[1]) // conv.stride[1] + 1
 
-    x: (B, C_in, T, H, W) with no time padding (``conv.padding[0] == 0``) -> (B, C_out, T', H', W'),
-    ``T' = (T - kernel_t) // stride_t + 1``. Output frame ``j`` is the sum over ``d`` of the 2D
-    convolution of input frame ``j * stride_t + d`` with the kernel's slice ``d``; every frame of a
-    slice is one batch element of a single conv2d, which oneDNN runs fast on the CPU.
+
+def conv3d_split_rows(x: Tensor, conv: nn.Conv3d) -> Tensor:
+    """``conv(x)`` for one clip, computed as a batch of two: its top and bottom output rows.
+
+    x: (1, C_in, T, H, W) -> (1, C_out, T', H', W'). The rows are zero-padded as ``conv`` pads
+    them, and each half reads the input rows its outputs need (they overlap by ``kernel_h -
+    stride_h`` rows), so the result equals ``conv(x)`` to float rounding. Needs an even number
+    of output rows, no dilation and no groups.
     """
-    kt = conv.kernel_size[0]
-    st, sh, sw = conv.stride
-    if conv.padding[0] != 0 or conv.dilation != (1, 1, 1) or conv.groups != 1:
+    kh, sh, ph = conv.kernel_size[1], conv.stride[1], conv.padding[1]
+    if x.shape[0] != 1 or conv.dilation != (1, 1, 1) or conv.groups != 1:
         raise ValueError(
-            "conv3d_by_frames takes a conv3d without time padding, dilation or groups; got "
-            f"padding={conv.padding}, dilation={conv.dilation}, groups={conv.groups}"
+            "conv3d_split_rows takes one clip and a conv3d without dilation or groups; got "
+            f"batch {x.shape[0]}, dilation={conv.dilation}, groups={conv.groups}"
         )
-    B, C, T, H, W = x.shape
-    T_out = (T - kt) // st + 1
-    frames = x.transpose(1, 2)  # (B, T, C, H, W)
-    out = None
-    for d in range(kt):
-        # input frames j * st + d for every output frame j, as one batch of 2D images
-        taps = frames[:, d : d + (T_out - 1) * st + 1 : st].reshape(B * T_out, C, H, W)
-        y = F.conv2d(
-            taps,
-            conv.weight[:, :, d],  # (C_out, C_in, kh, kw)
-            conv.bias if d == 0 else None,
-            stride=(sh, sw),
-            padding=conv.padding[1:],
-        )  # (B * T', C_out, H', W')
-        out = y if out is None else out + y
-    return out.unflatten(0, (B, T_out)).transpose(1, 2).contiguous()  # (B, C_out, T', H', W')
+    rows_out = _output_rows(conv, x.shape[3])
+    if rows_out < 2 or rows_out % 2:
+        raise ValueError(f"conv3d_split_rows needs an even number of output rows, got {rows_out}")
+    half = rows_out // 2
+    padded = F.pad(x, (0, 0, ph, ph))  # (1, C_in, T, H + 2 ph, W)
+    rows_in = (half - 1) * sh + kh  # input rows each half reads
+    both = torch.cat([padded[:, :, :, :rows_in], padded[:, :, :, half * sh : half * sh + rows_in]])
+    padding = (conv.padding[0], 0, conv.padding[2])
+    y = F.conv3d(both, conv.weight, conv.bias, conv.stride, padding)  # (2, C_out, T', H'/2, W')
+    return torch.cat([y[:1], y[1:]], dim=3)  # (1, C_out, T', H', W')
 
 
 @dataclass
@@ -157,8 +154,9 @@ class CausalConv3d(nn.Module):
     def _convolve(self, window: Tensor) -> Tensor:
         B, C, T, H, _ = window.shape
         small = B == 1 and B * C * T * H <= _ONEDNN_CONV3D_MIN_ELEMENTS
-        if window.device.type == "cpu" and small:
-            return conv3d_by_frames(window, self.conv)  # PyTorch's conv3d would take slow_conv3d
+        rows_out = _output_rows(self.conv, H)
+        if window.device.type == "cpu" and small and rows_out >= 2 and rows_out % 2 == 0:
+            return conv3d_split_rows(window, self.conv)  # alone, it would take slow_conv3d
         return self.conv(window)
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
