@@ -22,7 +22,13 @@ from kinema.transformer import (
     pool_text,
     print_presets,
 )
-from kinema.transformer.layers import apply_rope, rope_angles, split_rope_dims
+from kinema.transformer.layers import (
+    apply_rope,
+    make_segment_mask,
+    rope_angles,
+    segment_attention,
+    split_rope_dims,
+)
 
 CONFIG = PRESETS["debug"]
 ATOL = 1e-5
@@ -154,6 +160,27 @@ def test_backends_agree_on_a_pack():
     reference = run(make_model(AttentionBackend.DENSE_MASK), inputs)
     segments = run(make_model(AttentionBackend.SDPA_SEGMENTS), inputs)
     torch.testing.assert_close(segments, reference, atol=ATOL, rtol=0)  # padding rows included
+
+
+def test_grouped_segments_match_the_dense_reference_with_gradients():
+    """Equally long samples share one SDPA call; outputs and gradients equal the dense mask's."""
+    torch.manual_seed(0)
+    q_ids = torch.tensor([0] * 5 + [1] * 5 + [-1] * 2 + [2] * 3 + [3] * 5 + [4] * 2)
+    k_ids = torch.tensor([0] * 4 + [1] * 4 + [3] * 4 + [-1] * 3 + [4] * 2)  # sample 2: no keys
+    results = []
+    for backend in (AttentionBackend.DENSE_MASK, AttentionBackend.SDPA_SEGMENTS):
+        torch.manual_seed(1)
+        q = torch.randn(len(q_ids), 2, 8, requires_grad=True)
+        k = torch.randn(len(k_ids), 2, 8, requires_grad=True)
+        v = torch.randn(len(k_ids), 2, 8, requires_grad=True)
+        out = segment_attention(q, k, v, make_segment_mask(q_ids, k_ids, backend))
+        out.square().sum().backward()
+        results.append((out, q.grad, k.grad, v.grad))
+    mask = make_segment_mask(q_ids, k_ids, AttentionBackend.SDPA_SEGMENTS)
+    assert sorted(group.samples for group in mask.groups) == [1, 3]  # samples 0, 1, 3 together
+    for got, want in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+    assert not results[1][0][10:15].any()  # padding and the sample without keys give zeros
 
 
 def test_padding_tokens_do_not_affect_others():
