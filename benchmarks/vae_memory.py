@@ -4,9 +4,12 @@
 
 Each measurement runs in a fresh subprocess, so its peak resident memory (ru_maxrss) is its own.
 Encode streams a synthetic 256×256 clip into the encoder chunk by chunk (frames are made as they
-are needed and dropped after use, as when reading a file) and keeps only the latents; decode
-streams latents through the decoder and drops each decoded chunk (as when writing a file). The
-peer is the same network run on the whole clip at once, for the lengths that fit in memory.
+are needed and dropped after use, as when reading a file) and drops each chunk of latents as it
+comes (as when writing them out); decode streams latents, drawn chunk by chunk, through the
+decoder and drops each decoded chunk (as when writing a file). With `--keep-latents` encode
+keeps every chunk of latents and decode starts from the whole latent tensor, so memory also
+holds the latents, which grow with the clip. The peer is the same network run on the whole clip
+at once, for the lengths that fit in memory.
 Memory is reported above the process's baseline after the model is loaded. Prints a table and
 writes JSON (default benchmarks/results/vae_memory.json).
 """
@@ -45,7 +48,14 @@ def frame_chunks(num_frames: int, chunk: int) -> list[tuple[int, int]]:
 
 
 def measure(
-    vae: CausalVAE, op: str, mode: str, num_frames: int, size: int, chunk: int, bf16: bool
+    vae: CausalVAE,
+    op: str,
+    mode: str,
+    num_frames: int,
+    size: int,
+    chunk: int,
+    bf16: bool,
+    keep_latents: bool,
 ) -> dict:
     """Run one measurement in this process; returns seconds and peak RSS growth (MiB)."""
     cfg = vae.config
@@ -57,26 +67,32 @@ def measure(
     with torch.no_grad(), autocast:
         if op == "encode" and mode == "stream":
             chunks = (synthetic_frames(a, b, size) for a, b in frame_chunks(num_frames, chunk))
-            moments = [m for m in vae.stream_moments(chunks)]
-            assert sum(m.shape[2] for m in moments) == latent_frames
+            moments = vae.stream_moments(chunks)
+            if keep_latents:
+                kept = list(moments)
+                count = sum(m.shape[2] for m in kept)
+            else:  # each chunk dropped once counted, as when writing it out
+                count = sum(m.shape[2] for m in moments)
+            assert count == latent_frames
         elif op == "encode":
             vae.encode_moments(synthetic_frames(0, num_frames, size))
         else:
-            z = torch.randn(
-                1,
-                cfg.latent_channels,
-                latent_frames,
-                h,
-                h,
-                generator=torch.Generator().manual_seed(0),
-            )
+            generator = torch.Generator().manual_seed(0)
+            shape = (1, cfg.latent_channels)
             if mode == "stream":
                 step = max(1, chunk // cfg.time_compression)
-                chunks = (z[:, :, a:b] for a, b in frame_chunks(latent_frames, step))
+                bounds = frame_chunks(latent_frames, step)
+                if keep_latents:
+                    z = torch.randn(*shape, latent_frames, h, h, generator=generator)
+                    chunks = (z[:, :, a:b] for a, b in bounds)
+                else:  # each chunk drawn when the decoder asks for it, as when reading a file
+                    chunks = (
+                        torch.randn(*shape, b - a, h, h, generator=generator) for a, b in bounds
+                    )
                 frames = sum(f.shape[2] for f in vae.stream_decode_raw(chunks))
                 assert frames == cfg.num_video_frames(latent_frames)
             else:
-                vae.decode_raw(z)
+                vae.decode_raw(torch.randn(*shape, latent_frames, h, h, generator=generator))
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": seconds, "fps": num_frames / seconds, "peak_mib": (peak - baseline) / 1024}
@@ -85,7 +101,9 @@ def measure(
 def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     vae = load(args)
-    row = measure(vae, args.op, args.mode, args.frames, args.size, args.chunk, args.bf16)
+    row = measure(
+        vae, args.op, args.mode, args.frames, args.size, args.chunk, args.bf16, args.keep_latents
+    )
     print(json.dumps(row))
 
 
@@ -106,6 +124,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=8, help="frames per streamed chunk")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default fp32)")
+    parser.add_argument(
+        "--keep-latents", action="store_true", help="hold every latent in memory while streaming"
+    )
     parser.add_argument("--json", default="benchmarks/results/vae_memory.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--op", default="encode", help=argparse.SUPPRESS)
@@ -143,6 +164,7 @@ def main() -> None:
                 ]
                 command += ["--model", args.model] if args.model else []
                 command += ["--bf16"] if args.bf16 else []
+                command += ["--keep-latents"] if args.keep_latents else []
                 out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 row = {"frames": frames, "op": op, "mode": mode, **json.loads(out.splitlines()[-1])}
                 rows.append(row)
@@ -172,6 +194,7 @@ def main() -> None:
         "chunk_frames": args.chunk,
         "threads": args.threads,
         "dtype": "bfloat16 autocast" if args.bf16 else "float32",
+        "keep_latents": args.keep_latents,
         "rows": rows,
         "stream_peak_growth": {"from": ref, "to": lengths[-1], **growth},
         "cpu": platform.processor() or platform.machine(),
