@@ -13,7 +13,6 @@ Prints a table with the speed-up and writes JSON (default benchmarks/results/vae
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -23,8 +22,9 @@ import torch
 from torch import Tensor
 
 from kinema.compression.layers import CausalConv3d
-from kinema.compression.vae import PRESETS, CausalVAE
+from kinema.compression.vae import CausalVAE
 from kinema.reports import write_report
+from vae_train_step import clip_arguments, presets_and_clip
 
 
 @contextmanager
@@ -65,22 +65,9 @@ def timed(fn: Callable[[], None]) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--presets", default="tiny-s4,tiny", help="VAE presets, comma separated")
-    p.add_argument("--frames", type=int, default=17, help="frames of the clip (1 + 4k)")
-    p.add_argument("--size", type=int, default=64, help="height and width of the clip")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", default="benchmarks/results/vae_conv.json")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    clip = torch.rand(1, 3, args.frames, args.size, args.size) * 2 - 1
+    args = clip_arguments(__doc__.split("\n")[0], 5, "benchmarks/results/vae_conv.json")
     rows = []
-    for name in args.presets.split(","):
-        if name not in PRESETS:
-            raise SystemExit(f"unknown VAE preset {name!r}; valid: {sorted(PRESETS)}")
-        vae = CausalVAE(PRESETS[name])
+    for name, vae, clip in presets_and_clip(args):
         for task, fn in work(vae, clip).items():
             times: dict[str, list[float]] = {"conv3d": [], "split_rows": []}
             for i in range(args.repeats + 1):  # the first round warms both routes up

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Iterator
 
 import torch
 
@@ -36,23 +37,34 @@ def step_seconds(vae: CausalVAE, clip: torch.Tensor, bf16: bool, repeats: int) -
     return statistics.median(times[1:])
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def clip_arguments(description: str, repeats: int, json: str) -> argparse.Namespace:
+    """The arguments every one-clip VAE benchmark takes (this one and vae_conv.py)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--presets", default="tiny-s4,tiny", help="VAE presets, comma separated")
     p.add_argument("--frames", type=int, default=17, help="frames of the clip (1 + 4k)")
     p.add_argument("--size", type=int, default=64, help="height and width of the clip")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=repeats)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", default="benchmarks/results/vae_train_step.json")
+    p.add_argument("--json", default=json)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    return args
+
+
+def presets_and_clip(args: argparse.Namespace) -> Iterator[tuple[str, CausalVAE, torch.Tensor]]:
+    """A random clip of the arguments' size, and each preset's VAE with random weights."""
     torch.manual_seed(0)
     clip = torch.rand(1, 3, args.frames, args.size, args.size) * 2 - 1
-    rows = []
     for name in args.presets.split(","):
         if name not in PRESETS:
             raise SystemExit(f"unknown VAE preset {name!r}; valid: {sorted(PRESETS)}")
-        vae = CausalVAE(PRESETS[name])
+        yield name, CausalVAE(PRESETS[name]), clip
+
+
+def main() -> None:
+    args = clip_arguments(__doc__.split("\n")[0], 3, "benchmarks/results/vae_train_step.json")
+    rows = []
+    for name, vae, clip in presets_and_clip(args):
         fp32 = step_seconds(vae, clip, False, args.repeats)
         bf16 = step_seconds(vae, clip, True, args.repeats)
         rows.append({"preset": name, "fp32_s": fp32, "bf16_s": bf16, "bf16_over_fp32": bf16 / fp32})
