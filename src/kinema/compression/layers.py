@@ -33,8 +33,8 @@ __all__ = [
 
 # On the CPU, PyTorch runs a conv3d through oneDNN only when its input is batched or large
 # (batch > 1, or N * C * T * H above 20,480 in torch 2.x); one small clip takes an im2col kernel
-# (slow_conv3d) that ran the VAE's small convolutions six to ten times slower than oneDNN
-# (benchmarks/vae_conv.py). conv3d_split_rows hands such a clip over as a batch of two.
+# (slow_conv3d), which made a tiny-s4 training step on a 17x64x64 clip four times slower than
+# on oneDNN (benchmarks/vae_conv.py). conv3d_split_rows hands such a clip over as a batch of two.
 _ONEDNN_CONV3D_MIN_ELEMENTS = 20480
 
 
