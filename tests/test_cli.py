@@ -50,6 +50,22 @@ def test_the_parser_is_built_without_torch_and_names_every_solver():
     assert out.stdout.strip() == "False"  # `kinema --help` does not wait for torch
 
 
+def test_every_command_prints_its_help():
+    import argparse
+
+    from kinema.cli import build_parser
+
+    parsers, seen = [build_parser()], 0
+    while parsers:
+        parser = parsers.pop()
+        assert parser.format_help()  # argparse %-formats each help string here
+        seen += 1
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    assert seen > 20
+
+
 def test_a_bad_solver_is_refused_with_the_valid_ones(capsys):
     code, _, err = run(capsys, "generate", "a red ball", "-o", "x.mp4", "--solver", "rk4")
     assert code == 2 and "unknown solver 'rk4'; valid solvers are ['euler', 'heun'" in err

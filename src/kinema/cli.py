@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command(group, name: str, help: str, run: Callable[[argparse.Namespace], int]):
-    p = group.add_parser(name, help=help, description=help)
+    # argparse %-formats help strings ("95% intervals" would break --help), not descriptions
+    p = group.add_parser(name, help=help.replace("%", "%%"), description=help)
     p.set_defaults(run=run)
     return p
 
