@@ -46,6 +46,55 @@ def test_pack_batch_marks_conditioning_tokens():
         pack_batch([TrainingSample(a.latents, a.text, torch.tensor([True]))], PATCH)
 
 
+def test_guidance_in_one_packed_pass_matches_two_passes(monkeypatch):
+    """generate_latents evaluates the prompt and the negative text as two samples of one packed
+    sequence; the clip is what one pass per text gives."""
+    import kinema.sampling as sampling
+
+    model = tiny_dit().eval()
+    with torch.no_grad():  # zero-initialized layers would make every text give one velocity
+        for p in model.parameters():
+            p.normal_(0.0, 0.2)
+    text, negative = torch.randn(5, 8), torch.randn(0, 8)
+    given, frames = torch.randn(4, 3, 4, 4), torch.tensor([True, False, False])
+
+    def clip() -> torch.Tensor:
+        return generate_latents(
+            model,
+            text,
+            negative,
+            (4, 3, 4, 4),
+            PATCH,
+            steps=3,
+            guidance_scale=5.0,
+            given=given,
+            given_frames=frames,
+            generator=torch.Generator().manual_seed(1),
+        )
+
+    calls = []
+    monkeypatch.setattr(model, "forward", _counting(model.forward, calls))
+    one_pass = clip()
+    assert len(calls) == 3 and calls[0] == 2 * 3 * 2 * 2  # one call per step, both texts
+    calls.clear()
+    monkeypatch.setattr(sampling.TextBoundModel, "both", _two_calls)
+    two_passes = clip()
+    assert len(calls) == 6 and calls[0] == 3 * 2 * 2
+    torch.testing.assert_close(one_pass, two_passes, rtol=1e-5, atol=1e-5)
+
+
+def _counting(forward, calls: list[int]):
+    def wrapped(x, *args):
+        calls.append(len(x))
+        return forward(x, *args)
+
+    return wrapped
+
+
+def _two_calls(self, x, t):
+    return self(x, t, "cond"), self(x, t, "uncond")
+
+
 def test_conditioning_flags_follow_latent_frames_with_a_temporal_patch():
     """With 2-frame temporal patches, token row k covers latent frames 2k and 2k + 1."""
     sample = TrainingSample(

@@ -221,6 +221,33 @@ def test_guidance_formula_with_bound_negative_prompt() -> None:
     assert torch.equal(guided_velocity(model_fn, x, t, 1.0), v_c)
 
 
+def test_a_pair_function_gives_guidance_both_texts_in_one_call() -> None:
+    calls = []
+
+    def model(x: Tensor, t: Tensor, text: Tensor) -> Tensor:
+        calls.append("one")
+        return x * t[..., None] + text
+
+    def pair(x: Tensor, t: Tensor, cond: Tensor, uncond: Tensor) -> tuple[Tensor, Tensor]:
+        calls.append("pair")
+        both = torch.stack([x, x]) * t[..., None] + torch.stack([cond, uncond])[:, None, None]
+        return both[0], both[1]
+
+    cond, negative = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.5, -1.0, 0.0, 2.0])
+    x, t = randn(4), torch.full(SHAPE[:2], 0.5)
+    v_two = guided_velocity(bind_text(model, cond, negative), x, t, guidance_scale=4.0)
+    assert calls == ["one", "one"]
+    calls.clear()
+    v_one = guided_velocity(bind_text(model, cond, negative, pair=pair), x, t, guidance_scale=4.0)
+    assert calls == ["pair"] and torch.equal(v_one, v_two)
+    calls.clear()
+    guided_velocity(bind_text(model, cond, negative, pair=pair), x, t, guidance_scale=1.0)
+    assert calls == ["one"]  # unguided: the prompt alone
+    wrong = bind_text(model, cond, negative, pair=lambda x, t, c, u: (x, x[:1]))
+    with pytest.raises(ValueError, match="model returned"):
+        guided_velocity(wrong, x, t, guidance_scale=4.0)
+
+
 def test_sampling_is_reproducible_with_a_generator() -> None:
     def model(x: Tensor, t: Tensor, text: TextChoice) -> Tensor:
         return torch.ones_like(x)  # output = noise - 1: depends on the drawn noise

@@ -7,6 +7,10 @@ A model is any callable ``model_fn(x, t, text) -> v`` (:class:`VelocityModel`):
 - ``text``: ``"cond"`` (the prompt) or ``"uncond"`` (empty or negative prompt). The text
   embeddings live inside ``model_fn`` (see :func:`bind_text`), so the sampler never touches them.
 
+A model bound by :func:`bind_text` with a ``pair`` function evaluates the prompt and the
+unconditional text in one call for guidance (``TextBoundModel.both``): one forward pass over both,
+as two samples of one packed sequence, instead of two passes.
+
 Time runs from t = 1 (noise) to t = 0 (data) along ``dx/dt = v`` (convention in :mod:`kinema.flow`).
 Modes are data, not code: a :class:`Condition` marks tokens that are given clean (image->video,
 extension, connection, looping), and SDEdit starts part-way down the schedule from a noised input.
@@ -20,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from itertools import pairwise
-from typing import Literal, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -30,6 +34,7 @@ from kinema.flow import interpolate, predict_x0, shift_timesteps
 __all__ = [
     "Condition",
     "Solver",
+    "TextBoundModel",
     "TextChoice",
     "VelocityModel",
     "bind_text",
@@ -92,15 +97,40 @@ class Condition:
             raise ValueError(f"Condition.mask must be bool, got {self.mask.dtype}")
 
 
-def bind_text(model: Callable[[Tensor, Tensor, E], Tensor], cond: E, uncond: E) -> VelocityModel:
+class TextBoundModel(Generic[E]):
+    """A :class:`VelocityModel` with its two texts bound: ``model(x, t, embedding)``, and
+    optionally ``pair(x, t, cond, uncond) -> (v_cond, v_uncond)``, one call for both texts."""
+
+    def __init__(
+        self,
+        model: Callable[[Tensor, Tensor, E], Tensor],
+        cond: E,
+        uncond: E,
+        pair: Callable[[Tensor, Tensor, E, E], tuple[Tensor, Tensor]] | None = None,
+    ) -> None:
+        self.model, self.pair = model, pair
+        self.texts = {"cond": cond, "uncond": uncond}
+
+    def __call__(self, x: Tensor, t: Tensor, text: TextChoice) -> Tensor:
+        return self.model(x, t, self.texts[text])
+
+    def both(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(v_cond, v_uncond): from one ``pair`` call where there is one, else two calls."""
+        if self.pair is None:
+            return self(x, t, "cond"), self(x, t, "uncond")
+        return self.pair(x, t, self.texts["cond"], self.texts["uncond"])
+
+
+def bind_text(
+    model: Callable[[Tensor, Tensor, E], Tensor],
+    cond: E,
+    uncond: E,
+    pair: Callable[[Tensor, Tensor, E, E], tuple[Tensor, Tensor]] | None = None,
+) -> TextBoundModel[E]:
     """Turn ``model(x, t, text_embedding)`` into a :class:`VelocityModel`; ``uncond`` may be a
-    negative prompt's embedding."""
-    texts = {"cond": cond, "uncond": uncond}
-
-    def model_fn(x: Tensor, t: Tensor, text: TextChoice) -> Tensor:
-        return model(x, t, texts[text])
-
-    return model_fn
+    negative prompt's embedding. ``pair(x, t, cond, uncond)``, where given, must return what two
+    ``model`` calls would: guidance then evaluates both texts in one call."""
+    return TextBoundModel(model, cond, uncond, pair)
 
 
 def timestep_schedule(steps: int, shift: float = 1.0) -> Tensor:
@@ -134,13 +164,19 @@ def stochastic_step(x: Tensor, v: Tensor, t: float, t_next: float, noise: Tensor
 def guided_velocity(
     model_fn: VelocityModel, x: Tensor, t_tokens: Tensor, guidance_scale: float
 ) -> Tensor:
-    """Classifier-free guidance ``v_u + g (v_c - v_u)``; one model call when ``g == 1``."""
-    v_cond = model_fn(x, t_tokens, "cond")
-    if v_cond.shape != x.shape:
-        raise ValueError(f"model returned {tuple(v_cond.shape)}, expected x's {tuple(x.shape)}")
+    """Classifier-free guidance ``v_u + g (v_c - v_u)``; one model call when ``g == 1``, and
+    one for both texts when ``model_fn`` is a :class:`TextBoundModel` (two calls otherwise)."""
+    if guidance_scale == 1.0:
+        v_cond = v_uncond = model_fn(x, t_tokens, "cond")
+    elif isinstance(model_fn, TextBoundModel):
+        v_cond, v_uncond = model_fn.both(x, t_tokens)
+    else:
+        v_cond, v_uncond = model_fn(x, t_tokens, "cond"), model_fn(x, t_tokens, "uncond")
+    for v in (v_cond, v_uncond):
+        if v.shape != x.shape:
+            raise ValueError(f"model returned {tuple(v.shape)}, expected x's {tuple(x.shape)}")
     if guidance_scale == 1.0:
         return v_cond
-    v_uncond = model_fn(x, t_tokens, "uncond")
     return v_uncond + guidance_scale * (v_cond - v_uncond)
 
 
