@@ -49,6 +49,40 @@ def test_round_trip_and_bf16(tmp_path):
         assert torch.equal(half.dit.state_dict()[k], v.to(torch.bfloat16).float()), k
 
 
+def test_loading_skips_random_fills_and_leaves_torch_init_as_it_was(tmp_path, monkeypatch):
+    from kinema import loading
+
+    vae, dit = parts()
+    expert = DiT(get_preset("debug"))
+    index = ModelIndex(patch=(1, 2, 2), high_noise_boundary=0.9)
+    folder = save_model(tmp_path / "m", vae, dit, index, high_noise_dit=expert)
+    before = {name: getattr(torch.nn.init, name) for name in loading.INIT_FUNCTIONS}
+    fills = []
+    counting = {name: _counted(f, fills) for name, f in before.items()}
+    for name, f in counting.items():
+        monkeypatch.setattr(torch.nn.init, name, f)
+    loaded = load_model(folder)
+    assert fills == []  # the VAE's and the transformers' layers were built without random fills
+    for k, v in dit.state_dict().items():
+        assert torch.equal(loaded.dit.low.state_dict()[k], v), k
+    for k, v in expert.state_dict().items():
+        assert torch.equal(loaded.dit.high.state_dict()[k], v), k
+    assert {n: getattr(torch.nn.init, n) for n in loading.INIT_FUNCTIONS} == counting
+    DiT(get_preset("debug"))
+    assert fills  # outside loading, layers fill their weights as before
+    with pytest.raises(RuntimeError, match="boom"), loading.weights_to_be_loaded():
+        raise RuntimeError("boom")
+    assert {n: getattr(torch.nn.init, n) for n in loading.INIT_FUNCTIONS} == counting
+
+
+def _counted(function, calls: list[int]):
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        return function(*args, **kwargs)
+
+    return wrapped
+
+
 def test_changed_file_fails_the_hash_check(tmp_path):
     folder = save_model(tmp_path / "m", *parts(), ModelIndex())
     weights = folder / "transformer" / "model.safetensors"

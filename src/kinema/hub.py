@@ -38,6 +38,7 @@ from kinema.atomic import atomic_directory
 from kinema.camera_noise import CameraSpeeds, check_camera_noise
 from kinema.compression.vae import CausalVAE
 from kinema.held_start import check_held_start
+from kinema.loading import weights_to_be_loaded
 from kinema.modes import mode_guidance
 from kinema.sampling import Solver, check_guidance_min_t, check_guidance_scale, check_shift
 from kinema.text import sha256_file
@@ -233,7 +234,8 @@ def load_dit(directory: str | Path, device: torch.device | str = "cpu") -> DiT:
         tensors = load_file(str(weights_path), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"corrupt or unreadable safetensors file {weights_path}: {e}") from e
-    model = DiT(config).to(device)
+    with weights_to_be_loaded():
+        model = DiT(config).to(device)
     try:
         model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
     except RuntimeError as e:
@@ -341,7 +343,8 @@ def load_expert(directory: str | Path, base: DiT) -> DiT:
         if scale is None or scale.shape != (tensor.shape[0], 1) or not scale.isfinite().all():
             raise ValueError(f"{path}: {key!r} needs a finite {name + SCALE!r} of one per row")
         own[name] = state[name] + tensor.float() * scale.float()
-    expert = DiT(base.config).to(next(base.parameters()).device)
+    with weights_to_be_loaded():
+        expert = DiT(base.config).to(next(base.parameters()).device)
     share_parameters(expert, base, own=set(own))
     expert.load_state_dict({**state, **own}, strict=True)
     return expert.eval()

@@ -48,6 +48,7 @@ from kinema.compression.layers import (
     StreamCache,
     Upsample,
 )
+from kinema.loading import weights_to_be_loaded
 
 __all__ = [
     "PRESETS",
@@ -665,7 +666,8 @@ class CausalVAE(nn.Module):
             tensors = load_file(str(weights_path), device=str(device))
         except (SafetensorError, OSError, ValueError) as e:
             raise ValueError(f"corrupt or unreadable safetensors file {weights_path}: {e}") from e
-        model = cls(config).to(device)
+        with weights_to_be_loaded():
+            model = cls(config).to(device)
         try:
             model.load_state_dict(tensors, strict=True)
         except RuntimeError as e:
