@@ -38,7 +38,9 @@ def _leave(tensor: torch.Tensor, *args: object, **kwargs: object) -> torch.Tenso
 @contextmanager
 def weights_to_be_loaded() -> Iterator[None]:
     """Modules built inside skip torch.nn.init's fills (their tensors hold whatever memory held):
-    only for a module that ``load_state_dict(..., strict=True)`` fills next."""
+    only for a module that ``load_state_dict(..., strict=True)`` fills next, every parameter and
+    buffer it has being in its state dict. The switch is process-wide for the ``with`` block: a
+    module another thread builds meanwhile skips its fills too."""
     saved = {name: getattr(torch.nn.init, name) for name in INIT_FUNCTIONS}
     try:
         for name in INIT_FUNCTIONS:

@@ -167,17 +167,19 @@ def guided_velocity(
     """Classifier-free guidance ``v_u + g (v_c - v_u)``; one model call when ``g == 1``, and
     one for both texts when ``model_fn`` is a :class:`TextBoundModel` (two calls otherwise)."""
     if guidance_scale == 1.0:
-        v_cond = v_uncond = model_fn(x, t_tokens, "cond")
-    elif isinstance(model_fn, TextBoundModel):
+        return _shaped_like(x, model_fn(x, t_tokens, "cond"))
+    if isinstance(model_fn, TextBoundModel):
         v_cond, v_uncond = model_fn.both(x, t_tokens)
     else:
         v_cond, v_uncond = model_fn(x, t_tokens, "cond"), model_fn(x, t_tokens, "uncond")
-    for v in (v_cond, v_uncond):
-        if v.shape != x.shape:
-            raise ValueError(f"model returned {tuple(v.shape)}, expected x's {tuple(x.shape)}")
-    if guidance_scale == 1.0:
-        return v_cond
+    v_cond, v_uncond = _shaped_like(x, v_cond), _shaped_like(x, v_uncond)
     return v_uncond + guidance_scale * (v_cond - v_uncond)
+
+
+def _shaped_like(x: Tensor, v: Tensor) -> Tensor:
+    if v.shape != x.shape:
+        raise ValueError(f"model returned {tuple(v.shape)}, expected x's {tuple(x.shape)}")
+    return v
 
 
 def check_guidance_min_t(value: float, name: str = "guidance_min_t") -> float:
