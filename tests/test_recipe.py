@@ -14,7 +14,13 @@ from kinema.compression.vae import CausalVAE
 from kinema.hub import load_model
 from kinema.train.checkpoint import latest_checkpoint
 from kinema.train.cli import main as train_main
-from kinema.train.recipe import config_from_args, expert_config, transformer_config
+from kinema.train.recipe import (
+    RecipeConfig,
+    config_from_args,
+    expert_config,
+    transformer_config,
+    vae_config,
+)
 
 # the debug DiT on the debug VAE's 4 latent channels in 1x4x4 patches, MiniLM's 384-d tokens
 DEBUG_DIT = ["model.preset=debug", "model.overrides={in_dim: 64, text_dim: 384}"]
@@ -112,3 +118,76 @@ def test_a_stage_stopped_by_its_time_budget_stops_the_recipe_until_rerun(tmp_pat
     assert load_model(tmp_path / "r" / "model").index.extra["training"]["step"] == 2
     seconds = json.loads((tmp_path / "r" / "recipe.json").read_text())["seconds"]
     assert list(seconds) == ["world", "world-cache", "transformer", "model"]
+
+
+# the debug VAE on world clips alone, one step a stage
+QUICK_VAE = ["preset=debug", "sizes=[[32,32]]", "lengths=[1,5]", "threads=1", "log_every=1"]
+QUICK_VAE += ['source_weights={"world":1,"video":0,"photo":0}', "checkpoint_every=1"]
+
+
+def test_train_vae_trains_the_vae_first_and_the_transformer_learns_its_latents(tmp_path, capsys):
+    torch.manual_seed(0)
+    out = tmp_path / "r"
+    argv = ["--out", str(out), "--train-vae", "--vae-steps", "1,1", "--workers", "1"]
+    argv += ["--no-expert", "--clips", "1", "--sizes", "32x32", "--frames", "5", "--steps", "1"]
+    for item in QUICK_VAE:
+        argv += ["--vae-set", item]
+    for item in [*DEBUG_DIT, *QUICK, "optim.warmup_steps=1", "samples.every=0"]:
+        argv += ["--set", item]
+    assert train_main(["recipe", *argv]) == 0
+    seconds = json.loads((out / "recipe.json").read_text())["seconds"]
+    assert list(seconds) == [
+        "vae-short",
+        "vae-long",
+        "world",
+        "world-cache",
+        "transformer",
+        "model",
+    ]
+
+    short, long = out / "vae-short" / "vae", out / "vae-long" / "vae"
+    assert json.loads((out / "vae-long" / "config.json").read_text())["init_from"] == str(short)
+    assert json.loads((out / "vae-short" / "config.json").read_text())["init_from"] is None
+    trained = CausalVAE.from_pretrained(long).state_dict()
+    shipped = load_model(out / "model").vae.state_dict()  # the model carries the trained VAE
+    assert trained.keys() == shipped.keys()
+    assert all(torch.equal(trained[k], shipped[k]) for k in trained)
+    assert not torch.equal(
+        CausalVAE.from_pretrained(short).state_dict()["decoder.conv_out.conv.weight"],
+        trained["decoder.conv_out.conv.weight"],
+    )
+    capsys.readouterr()
+    assert train_main(["recipe", *argv]) == 0  # every stage done: the VAE stages resume at 1
+    assert capsys.readouterr().out.count("resumed from step 1") == 3
+
+
+def test_the_scratch_vae_is_the_documented_two_commands(tmp_path):
+    recipe = config_from_args(["--out", str(tmp_path), "--train-vae"])
+    short, long = vae_config(recipe, 0), vae_config(recipe, 1)
+    assert (short.preset, short.steps, short.lr, short.lengths) == (
+        "tiny-s4",
+        3000,
+        1e-3,
+        (1, 1, 5, 9),
+    )
+    assert (long.steps, long.lr, long.lengths, long.init_from) == (
+        400,
+        4e-4,
+        (1, 9, 17, 33),
+        str(tmp_path / "vae-short" / "vae"),
+    )
+    for config in (short, long):
+        assert config.chroma_weight == 3 and config.sizes == ((64, 64), (64, 96), (96, 64))
+        assert config.source_weights == {"world": 0.6, "video": 0.2, "photo": 0.2}
+    assert transformer_config(recipe).model.vae == str(tmp_path / "vae-long" / "vae")
+    again = config_from_args(["--train-vae", "--vae-steps", "5,6", "--vae-set", "lr=0.01"])
+    assert [vae_config(again, k).steps for k in (0, 1)] == [5, 6]
+    assert [vae_config(again, k).lr for k in (0, 1)] == [0.01, 0.01]
+    with pytest.raises(ValueError, match="add --train-vae"):
+        config_from_args(["--vae-steps", "5,6"])
+    with pytest.raises(ValueError, match="'5': give 2 positive step counts"):
+        config_from_args(["--train-vae", "--vae-steps", "5"])
+    with pytest.raises(SystemExit):  # a VAE folder or one trained, not both
+        config_from_args(["--train-vae", "--vae", "models/default/vae"])
+    with pytest.raises(ValueError, match="either a VAE folder"):
+        RecipeConfig(vae=None)

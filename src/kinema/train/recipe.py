@@ -2,9 +2,12 @@
 
     kinema train recipe --out runs/recipe                    # the shipped model's recipe
     kinema train recipe --out runs/r --clips 3000 --steps 4000 --set optim.decay_steps=300
+    kinema train recipe --out runs/full --train-vae          # the VAE from random weights too
 
 It runs, in order, the commands the model card lists one by one:
 
+    vae-short    with --train-vae: a VAE from random weights on images and clips of <= 9 frames
+    vae-long     with --train-vae: that VAE on clips of up to 33 frames
     world        render the training clips (WorldBench's held-out pairs left out)
     world-cache  their VAE latents and text tokens
     transformer  train the DiT on the cache (the `world-tiny` preset, `--set` on top)
@@ -14,13 +17,16 @@ It runs, in order, the commands the model card lists one by one:
     expert       fine-tune the transformer at high noise on them (the `world-expert` preset)
     model        export the base with the expert as int8 differences: OUT/model
 
-The VAE is given (``--vae``, default the shipped one): training it is a command of its own
-(docs/vae.md). Every stage resumes: a rendered world whose manifest is written is not rendered
-again, the cache skips its finished shards, training resumes from its latest checkpoint, and the
-exports are rewritten. So a killed recipe rerun with the same arguments carries on where it
-was; rerun with other arguments in the same folder, it refuses and names what changed.
-``OUT/recipe.json`` records the arguments and each stage's wall time. With a GPU, training and
-caching run on it (`kinema.train.parallel`).
+The VAE is given (``--vae``, default the shipped one), or trained first with ``--train-vae``:
+the two commands of docs/vae.md, "From scratch in one sitting" (3,000 + 400 steps; the shipped
+VAE took longer runs). Every stage resumes: a rendered world whose manifest is written is not
+rendered again, the cache skips its finished shards, the trainers resume from their latest
+checkpoint, and the exports are rewritten. So a killed recipe rerun with the same arguments
+carries on where it was; rerun with other arguments in the same folder, it refuses and names
+what changed.
+``OUT/recipe.json`` records the arguments and each stage's wall time. With a GPU, the
+transformer's training and the caching run on it (`kinema.train.parallel`); the VAE's trainer
+runs on the CPU.
 """
 
 from __future__ import annotations
@@ -37,9 +43,20 @@ from typing import TYPE_CHECKING, Any
 from kinema.atomic import atomic_write_text
 
 if TYPE_CHECKING:
+    from kinema.compression.train import VAETrainConfig
     from kinema.train.config import TrainConfig
 
-__all__ = ["PANS", "RecipeConfig", "StageUnfinishedError", "WorldClips", "main", "run_recipe"]
+__all__ = [
+    "PANS",
+    "SCRATCH_VAE",
+    "RecipeConfig",
+    "StageUnfinishedError",
+    "VAEStage",
+    "WorldClips",
+    "main",
+    "run_recipe",
+    "vae_config",
+]
 
 PANS = ("pan left", "pan right", "pan up", "pan down")  # the expert's cameras
 RECORD = "recipe.json"
@@ -61,18 +78,58 @@ class WorldClips:
 
 
 @dataclass(frozen=True)
+class VAEStage:
+    """One `kinema vae train` command of a VAE trained in the recipe, into OUT/NAME."""
+
+    name: str
+    steps: int
+    overrides: tuple[str, ...]  # VAETrainConfig KEY=VALUE, on top of SCRATCH_VAE_BASE
+
+
+# docs/vae.md, "From scratch in one sitting": both stages share these settings
+SCRATCH_VAE_BASE = (
+    "preset=tiny-s4",
+    "chroma_weight=3",
+    "sizes=[[64,64],[64,96],[96,64]]",
+    'source_weights={"world":0.6,"video":0.2,"photo":0.2}',
+    "threads=2",
+)
+# images and short clips teach the spatial compression cheaply (about 1.4 s a step on 2 CPU
+# cores); then clips of up to 33 frames keep long clips from falling apart (about 4.3 s a step)
+SCRATCH_VAE = (
+    VAEStage("vae-short", 3000, ("lr=0.001", "warmup_steps=100", "lengths=[1,1,5,9]")),
+    VAEStage("vae-long", 400, ("lr=0.0004", "warmup_steps=50", "lengths=[1,9,17,33]")),
+)
+
+
+@dataclass(frozen=True)
 class RecipeConfig:
     out_dir: str = "runs/recipe"
-    vae: str = "models/default/vae"  # whose latents the transformer learns
+    vae: str | None = "models/default/vae"  # whose latents the transformer learns; None: trained
+    vae_stages: tuple[VAEStage, ...] = ()  # with vae None: the stages that train it, in order
     world: WorldClips = WorldClips(9000, ((64, 64), (96, 64), (64, 96)), 33, seed=1)
     pans: WorldClips = WorldClips(2000, ((64, 64),), 17, seed=11, cameras=PANS)
     transformer: tuple[str, ...] = ()  # --set KEY=VALUE on the world-tiny preset
     expert: tuple[str, ...] | None = ()  # --set on the world-expert preset; None: no expert
     workers: int | None = None  # world rendering processes (None: up to 8, one per core)
 
+    def __post_init__(self) -> None:
+        if (self.vae is None) == (not self.vae_stages):
+            raise ValueError(
+                "a recipe takes either a VAE folder (vae) or the stages that train one "
+                f"(vae_stages); got vae={self.vae!r} and {len(self.vae_stages)} stages"
+            )
+
     @property
     def out(self) -> Path:
         return Path(self.out_dir)
+
+    @property
+    def vae_dir(self) -> str:
+        """The VAE folder the transformer learns the latents of: given, or the last VAE stage's."""
+        if self.vae is not None:
+            return self.vae
+        return str(self.out / self.vae_stages[-1].name / "vae")
 
     def to_dict(self) -> dict[str, Any]:
         """What the recipe makes (tuples as lists); `workers` changes only how fast."""
@@ -93,7 +150,7 @@ def _on_folders(
     from kinema.train.config import load_config
 
     out = recipe.out
-    where = [f"out_dir={out / out_dir}", f"model.vae={recipe.vae}"]
+    where = [f"out_dir={out / out_dir}", f"model.vae={recipe.vae_dir}"]
     where.append(f"data.options.cache_dir={out / cache_dir}")
     return load_config(None, [*where, *items], preset=preset)
 
@@ -118,6 +175,26 @@ def expert_config(recipe: RecipeConfig) -> TrainConfig:
     return _on_folders(
         recipe, "world-expert", "expert", "pans-cache", *same, *(recipe.expert or ())
     )
+
+
+def vae_config(recipe: RecipeConfig, k: int) -> VAETrainConfig:
+    """The VAETrainConfig of VAE stage `k`: from random weights (k = 0) or stage k - 1's VAE."""
+    from kinema.compression.train import VAETrainConfig, apply_overrides
+
+    stage = recipe.vae_stages[k]
+    start = [] if k == 0 else [f"init_from={recipe.out / recipe.vae_stages[k - 1].name / 'vae'}"]
+    items = [*SCRATCH_VAE_BASE, *start, f"out_dir={recipe.out / stage.name}"]
+    return apply_overrides(VAETrainConfig(), [*items, f"steps={stage.steps}", *stage.overrides])
+
+
+def train_vae(config: VAETrainConfig) -> Path:
+    from kinema.compression.train import VAETrainer
+
+    trainer = VAETrainer(config)
+    exported = trainer.run()
+    if trainer.step < config.steps:
+        raise StageUnfinishedError(f"{config.out_dir} stopped at its time budget; rerun to resume")
+    return exported
 
 
 def render(clips: WorldClips, out: Path, workers: int | None) -> Path:
@@ -195,8 +272,17 @@ def stages(recipe: RecipeConfig) -> list[Stage]:
             Stage(f"{name}-cache", lambda: cache(folder / MANIFEST, config, clips.frames)),
         ]
 
+    def vae(k: int) -> Stage:
+        config = vae_config(recipe, k)
+        return Stage(recipe.vae_stages[k].name, lambda: train_vae(config))
+
+    vaes = [vae(k) for k in range(len(recipe.vae_stages))]
     dit, bf16, final = transformer_config(recipe), torch.bfloat16, out / "model"
-    world = [*clips_and_cache("world", recipe.world, dit), Stage("transformer", lambda: train(dit))]
+    world = [
+        *vaes,
+        *clips_and_cache("world", recipe.world, dit),
+        Stage("transformer", lambda: train(dit)),
+    ]
     if recipe.expert is None:
         return [*world, Stage("model", lambda: export_run(dit.out_dir, final, dit_dtype=bf16))]
     expert = expert_config(recipe)
@@ -268,7 +354,13 @@ def _parser() -> argparse.ArgumentParser:
         "high-noise expert, export); rerun with the same arguments to resume",
     )
     p.add_argument("--out", default=base.out_dir, help=f"recipe folder (default {base.out_dir})")
-    p.add_argument("--vae", default=base.vae, help=f"VAE folder (default {base.vae})")
+    vae = p.add_mutually_exclusive_group()
+    vae.add_argument("--vae", default=base.vae, help=f"VAE folder (default {base.vae})")
+    vae.add_argument(
+        "--train-vae",
+        action="store_true",
+        help="train the VAE from random weights first (stages vae-short, vae-long)",
+    )
     p.add_argument("--clips", type=int, default=base.world.clips, help="world clips (9000)")
     p.add_argument(
         "--sizes",
@@ -295,13 +387,45 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override the expert's config (the world-expert preset)",
     )
+    p.add_argument(
+        "--vae-steps",
+        default=None,
+        metavar="SHORT,LONG",
+        help="with --train-vae: steps of its two stages (3000,400)",
+    )
+    p.add_argument(
+        "--vae-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --train-vae: override both VAE stages' config (kinema vae train --set)",
+    )
     p.add_argument("--no-expert", action="store_true", help="ship the transformer alone")
     p.add_argument("--workers", type=int, default=None, help="world rendering processes")
     return p
 
 
+def _vae_stages(args: argparse.Namespace) -> tuple[VAEStage, ...]:
+    """SCRATCH_VAE with --vae-steps and --vae-set on it."""
+    stages = SCRATCH_VAE
+    if args.vae_steps is not None:
+        try:
+            steps = [int(s) for s in args.vae_steps.split(",")]
+        except ValueError:
+            steps = []
+        if len(steps) != len(stages) or min(steps) < 1:
+            raise ValueError(
+                f"--vae-steps {args.vae_steps!r}: give {len(stages)} positive step counts, "
+                "SHORT,LONG, e.g. 3000,400"
+            )
+        stages = tuple(dataclasses.replace(s, steps=n) for s, n in zip(stages, steps, strict=True))
+    return tuple(dataclasses.replace(s, overrides=(*s.overrides, *args.vae_set)) for s in stages)
+
+
 def config_from_args(argv: Sequence[str]) -> RecipeConfig:
     args = _parser().parse_args(argv)
+    if not args.train_vae and (args.vae_steps is not None or args.vae_set):
+        raise ValueError("--vae-steps and --vae-set configure the VAE's training: add --train-vae")
     base = RecipeConfig()
     sizes = tuple(_size(s) for s in args.sizes.split(",") if s)
     world = dataclasses.replace(base.world, clips=args.clips, sizes=sizes, frames=args.frames)
@@ -315,7 +439,8 @@ def config_from_args(argv: Sequence[str]) -> RecipeConfig:
         raise ValueError("--expert-steps and --expert-set configure the expert: drop --no-expert")
     return RecipeConfig(
         out_dir=args.out,
-        vae=args.vae,
+        vae=None if args.train_vae else args.vae,
+        vae_stages=_vae_stages(args) if args.train_vae else (),
         world=world,
         pans=pans,
         transformer=tuple(transformer),
