@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from kinema.compression import PRESETS, CausalVAE, VAEConfig
-from kinema.compression.layers import CausalConv3d, StreamCache, conv3d_split_rows
+from kinema.compression.layers import (
+    CausalConv3d,
+    Downsample,
+    StreamCache,
+    Upsample,
+    conv3d_split_rows,
+    mean_pairs_in_time,
+)
 from kinema.compression.vae import feather_weights, tile_starts
 
 DEBUG = PRESETS["debug"]  # 4x time, 4x space, 4 latent channels
@@ -238,6 +245,63 @@ def test_bad_chunk_frames(vae: CausalVAE) -> None:
         vae.encode(random_video(5), chunk_frames=3)
     with pytest.raises(ValueError, match="chunk_frames=0"):
         vae.decode(torch.zeros(1, 4, 2, 4, 4), chunk_frames=0)
+
+
+# ------------------------------------------------------------------------------------ shortcuts
+
+SHORTCUTS = dataclasses.replace(DEBUG, shortcuts=True)  # last width 16 = 4 x 4 latent channels
+
+
+def test_shortcuts_need_a_width_the_latents_divide() -> None:
+    with pytest.raises(ValueError, match=r"last stage's width \(16\) to be a multiple of .* \(3\)"):
+        dataclasses.replace(DEBUG, latent_channels=3, shortcuts=True)
+    assert VAEConfig.from_dict({k: v for k, v in DEBUG.to_dict().items() if k != "shortcuts"}) == (
+        DEBUG
+    )  # a config.json written before the field loads without shortcuts
+
+
+def test_time_pooling_streams_in_any_chunks() -> None:
+    x = torch.randn(1, 2, 11, 2, 2, generator=torch.Generator().manual_seed(4))
+    module = torch.nn.Identity()
+    whole = mean_pairs_in_time(module, x, None)  # frame 0, then (1, 2), (3, 4) ... (9, 10)
+    assert whole.shape[2] == 6
+    assert torch.allclose(whole[:, :, 0], x[:, :, 0])
+    assert torch.allclose(whole[:, :, 3], (x[:, :, 5] + x[:, :, 6]) / 2)
+    cache, pieces, start = StreamCache(), [], 0
+    for size in (1, 0, 2, 1, 3, 4):
+        pieces.append(mean_pairs_in_time(module, x[:, :, start : start + size], cache))
+        start += size
+    assert torch.allclose(torch.cat(pieces, dim=2), whole)
+
+
+def test_shortcuts_carry_the_input_through_resampling() -> None:
+    torch.manual_seed(0)
+    down, up = Downsample(2, temporal=True, shortcut=True), Upsample(2, True, shortcut=True)
+    for module in (down, up):
+        for p in module.parameters():
+            torch.nn.init.zeros_(p)  # the convolutions add nothing: the shortcut alone is left
+    # frame 0, then pairs of equal frames, each 2x2 block of pixels equal: what pooling keeps
+    coarse = torch.randn(1, 2, 4, 3, 3)  # (B, C, t, h, w)
+    x = up(coarse)  # (1, 2, 7, 6, 6): latent frame 0 to frame 0, frame l to frames 2l - 1, 2l
+    assert x.shape == (1, 2, 7, 6, 6)
+    assert torch.equal(x[:, :, 3, ::2, ::2], coarse[:, :, 2])
+    assert torch.equal(x[:, :, 3], x[:, :, 4])
+    assert torch.allclose(down(x), coarse)
+
+
+@pytest.mark.parametrize("k", [1, 4, 5, 8])
+def test_shortcut_vae_is_causal_and_chunks_equal_whole(k: int) -> None:
+    model = make_vae(SHORTCUTS)
+    video = random_video(13)
+    changed = video.clone()
+    changed[:, :, k] = -changed[:, :, k]
+    first_affected = math.ceil(k / TC)
+    with torch.no_grad():
+        z, z_changed = model.encode(video), model.encode(changed)
+        assert (model.encode(video, chunk_frames=4) - z).abs().max() <= 1e-5
+        assert (model.decode(z, chunk_frames=1) - model.decode(z)).abs().max() <= 1e-5
+    assert (z[:, :, :first_affected] - z_changed[:, :, :first_affected]).abs().max() <= 1e-6
+    assert (z[:, :, first_affected] - z_changed[:, :, first_affected]).abs().max() > 1e-4
 
 
 # ------------------------------------------------------------------------------------ tiling

@@ -29,6 +29,7 @@ __all__ = [
     "StreamCache",
     "Upsample",
     "conv3d_split_rows",
+    "mean_pairs_in_time",
 ]
 
 # On the CPU, PyTorch runs a conv3d through oneDNN only when its input is batched or large
@@ -85,8 +86,11 @@ class StreamCache:
     """
 
     conv: dict[nn.Module, ConvStreamState] = field(default_factory=dict)
-    # time upsamplers that already dropped the leading frame of their first chunk
+    # time upsamplers that already dropped the leading frame of their first chunk, and time
+    # downsamplers whose shortcut already passed the clip's frame 0 on alone
     started: set[nn.Module] = field(default_factory=set)
+    # frames a time downsampler's shortcut holds until their pair arrives: (B, C, 0 or 1, H, W)
+    pending: dict[nn.Module, Tensor] = field(default_factory=dict)
 
 
 class RMSNorm3d(nn.Module):
@@ -207,20 +211,54 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+def upsample_space(x: Tensor) -> Tensor:
+    """(B, C, T, H, W) -> (B, C, T, 2H, 2W): nearest neighbour, each frame on its own."""
+    return x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+
+
+def mean_pairs_in_time(module: nn.Module, x: Tensor, cache: StreamCache | None) -> Tensor:
+    """Causal 2x time pooling: frame 0 alone, then the mean of frames (2j - 1, 2j) as output j.
+
+    The inverse grouping of :class:`Upsample` and the outputs a causal stride-2 convolution emits.
+    With a cache, a frame whose pair is still to come waits in ``cache.pending[module]``.
+    """
+    # x: (B, C, t, H, W), the next t frames of the clip
+    if cache is not None and module in cache.pending:
+        x = torch.cat([cache.pending.pop(module), x], dim=2)
+    first = x[:, :, :0]  # (B, C, 0, H, W)
+    if x.shape[2] > 0 and (cache is None or module not in cache.started):
+        first, x = x[:, :, :1], x[:, :, 1:]  # the clip's frame 0 is an output of its own
+        if cache is not None:
+            cache.started.add(module)
+    pairs = x.shape[2] // 2
+    if cache is not None and x.shape[2] % 2:
+        cache.pending[module] = x[:, :, -1:]
+    means = x[:, :, : 2 * pairs].unflatten(2, (pairs, 2)).mean(dim=3)  # (B, C, pairs, H, W)
+    return torch.cat([first, means], dim=2)
+
+
 class Downsample(nn.Module):
     """Halve H and W, and optionally T, with one causal stride-2 3x3x3 convolution.
 
     In time, T frames give ``(T - 1) // 2 + 1``: frame 0 alone, then one output per pair.
+    ``shortcut=True`` adds the input averaged over the same groups (2x2 pixels, and frame 0 alone
+    then pairs of frames) to the convolution, a residual path through the downsampling as in
+    DC-AE's residual autoencoding (Chen et al., 2024), which speeds up early training.
     """
 
-    def __init__(self, channels: int, temporal: bool) -> None:
+    def __init__(self, channels: int, temporal: bool, shortcut: bool = False) -> None:
         super().__init__()
         self.temporal = temporal
+        self.shortcut = shortcut
         self.conv = CausalConv3d(channels, channels, 3, stride=(2 if temporal else 1, 2, 2))
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         # x: (B, C, t, H, W) -> (B, C, t', H/2, W/2)
-        return self.conv(x, cache)
+        y = self.conv(x, cache)
+        if not self.shortcut:
+            return y
+        skip = mean_pairs_in_time(self, x, cache) if self.temporal else x  # (B, C, t', H, W)
+        return y + F.avg_pool3d(skip, kernel_size=(1, 2, 2))
 
 
 class Upsample(nn.Module):
@@ -229,12 +267,15 @@ class Upsample(nn.Module):
     Time: a causal conv makes 2C channels per frame, which become two frames of C channels each;
     the very first frame of the clip is dropped, so latent 0 gives frame 0 alone and latent
     ``l >= 1`` gives frames ``2l - 1`` and ``2l`` (the inverse of :class:`Downsample`).
-    Space: nearest-neighbour 2x, then a causal 3x3x3 conv.
+    Space: nearest-neighbour 2x, then a causal 3x3x3 conv. ``shortcut=True`` adds the input
+    repeated the same way (each latent frame to the frames it gives, each pixel to 2x2), the
+    residual path that mirrors :class:`Downsample`'s.
     """
 
-    def __init__(self, channels: int, temporal: bool) -> None:
+    def __init__(self, channels: int, temporal: bool, shortcut: bool = False) -> None:
         super().__init__()
         self.temporal = temporal
+        self.shortcut = shortcut
         self.time_conv = CausalConv3d(channels, 2 * channels, 3) if temporal else None
         self.conv = CausalConv3d(channels, channels, 3)
 
@@ -251,8 +292,11 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         # x: (B, C, L, H, W) -> (B, C, 2L-1 or L, 2H, 2W)
+        skip = x if self.shortcut else None
         if self.time_conv is not None:
+            first = cache is None or self not in cache.started  # before upsample_time marks it
             x = self.upsample_time(x, cache)
-        # (B, C, T, H, W) -> (B, C, T, 2H, 2W): nearest neighbour, each frame on its own
-        x = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
-        return self.conv(x, cache)
+            if skip is not None:  # each latent frame to the frames it gives, as x's
+                skip = skip.repeat_interleave(2, dim=2)[:, :, 1 if first else 0 :]
+        y = self.conv(upsample_space(x), cache)
+        return y if skip is None else y + upsample_space(skip)

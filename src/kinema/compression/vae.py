@@ -76,6 +76,9 @@ class VAEConfig:
     num_res_blocks: int = 2  # residual blocks per encoder stage (decoder: one more)
     # one per downsampling stage (len(multipliers) - 1): whether that stage also halves time
     temporal_downsample: tuple[bool, ...] = (False, True, True)
+    # residual paths around every down/upsampling and the latent bottleneck (pooling, repeats and
+    # channel means, no weights), as in DC-AE (Chen et al., 2024): faster training from scratch
+    shortcuts: bool = False
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "latent_channels", "base_channels", "num_res_blocks"):
@@ -94,8 +97,15 @@ class VAEConfig:
                 f"VAEConfig.temporal_downsample has {len(temporal)} entries but there are "
                 f"{len(mults) - 1} downsampling stages (len(channel_multipliers) - 1)"
             )
+        last = self.base_channels * mults[-1]
+        if self.shortcuts and last % self.latent_channels:
+            raise ValueError(
+                f"VAEConfig.shortcuts needs the last stage's width ({last}) to be a multiple of "
+                f"latent_channels ({self.latent_channels})"
+            )
         object.__setattr__(self, "channel_multipliers", mults)
         object.__setattr__(self, "temporal_downsample", temporal)
+        object.__setattr__(self, "shortcuts", bool(self.shortcuts))
 
     @property
     def time_compression(self) -> int:
@@ -170,6 +180,15 @@ PRESETS: dict[str, VAEConfig] = {
         num_res_blocks=1,
         temporal_downsample=(True, True),
     ),
+    # tiny-s4 with DC-AE's residual shortcuts, for training from random weights
+    "tiny-s4r": VAEConfig(
+        latent_channels=16,
+        base_channels=16,
+        channel_multipliers=(1, 2, 4),
+        num_res_blocks=1,
+        temporal_downsample=(True, True),
+        shortcuts=True,
+    ),
     # default compression: 4x time, 8x8 space, 16 latent channels
     "small": VAEConfig(
         latent_channels=16,
@@ -214,11 +233,13 @@ class Encoder(nn.Module):
                 blocks.append(ResBlock(c, width))
                 c = width
             if i < len(widths) - 1:
-                blocks.append(Downsample(c, temporal=cfg.temporal_downsample[i]))
+                blocks.append(Downsample(c, cfg.temporal_downsample[i], cfg.shortcuts))
         blocks += [ResBlock(c, c), ResBlock(c, c)]  # middle
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = RMSNorm3d(c)
         self.conv_out = CausalConv3d(c, 2 * cfg.latent_channels, 3)
+        self.latent_channels = cfg.latent_channels
+        self.shortcut = cfg.shortcuts
         # Start with a small posterior variance (std ≈ 0.05): with log-variance 0 the decoder would
         # see z = mean + ε, mostly noise, and the tiny KL weight moves that bias only slowly.
         nn.init.constant_(self.conv_out.conv.bias[cfg.latent_channels :], INITIAL_LOGVAR)
@@ -228,7 +249,12 @@ class Encoder(nn.Module):
         h = self.conv_in(x, cache)  # (B, c0, T, H, W)
         for block in self.blocks:
             h = block(h, cache)  # (B, c_i, T_i, H_i, W_i), downsampled at stage ends
-        return self.conv_out(nn.functional.silu(self.norm_out(h)), cache)  # (B, 2C, t, h, w)
+        moments = self.conv_out(nn.functional.silu(self.norm_out(h)), cache)  # (B, 2C, t, h, w)
+        if not self.shortcut:
+            return moments
+        # the mean gains the last features averaged in groups of c_last / C channels
+        skip = h.unflatten(1, (self.latent_channels, -1)).mean(dim=2)  # (B, C, t, h, w)
+        return moments + torch.cat([skip, torch.zeros_like(skip)], dim=1)
 
 
 class Decoder(nn.Module):
@@ -245,14 +271,18 @@ class Decoder(nn.Module):
                 blocks.append(ResBlock(c, widths[i]))
                 c = widths[i]
             if i > 0:
-                blocks.append(Upsample(c, temporal=cfg.temporal_downsample[i - 1]))
+                blocks.append(Upsample(c, cfg.temporal_downsample[i - 1], cfg.shortcuts))
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = RMSNorm3d(c)
         self.conv_out = CausalConv3d(c, cfg.in_channels, 3)
+        # with shortcuts, each latent channel is repeated into c_last / C of conv_in's channels
+        self.repeats = widths[-1] // cfg.latent_channels if cfg.shortcuts else 0
 
     def forward(self, z: Tensor, cache: StreamCache | None = None) -> Tensor:
         # z: (B, C, t, h, w)
         h = self.conv_in(z, cache)  # (B, c_last, t, h, w)
+        if self.repeats:
+            h = h + z.repeat_interleave(self.repeats, dim=1)
         for block in self.blocks:
             h = block(h, cache)  # (B, c_i, T_i, H_i, W_i), upsampled at stage ends
         return self.conv_out(nn.functional.silu(self.norm_out(h)), cache)  # (B, 3, T, H, W)
