@@ -165,7 +165,7 @@ def test_the_scratch_vae_is_the_documented_two_commands(tmp_path):
     recipe = config_from_args(["--out", str(tmp_path), "--train-vae"])
     short, long = vae_config(recipe, 0), vae_config(recipe, 1)
     assert (short.preset, short.steps, short.lr, short.lengths) == (
-        "tiny-s4",
+        "tiny-s4r",
         3000,
         1e-3,
         (1, 1, 5, 9),

@@ -86,9 +86,10 @@ class VAEStage:
     overrides: tuple[str, ...]  # VAETrainConfig KEY=VALUE, on top of SCRATCH_VAE_BASE
 
 
-# docs/vae.md, "From scratch in one sitting": both stages share these settings
+# docs/vae.md, "From scratch in one sitting": both stages share these settings; tiny-s4r is the
+# shipped VAE's architecture with residual shortcuts, which learns the same steps about 4 dB better
 SCRATCH_VAE_BASE = (
-    "preset=tiny-s4",
+    "preset=tiny-s4r",
     "chroma_weight=3",
     "sizes=[[64,64],[64,96],[96,64]]",
     'source_weights={"world":0.6,"video":0.2,"photo":0.2}',
