@@ -95,8 +95,8 @@ SCRATCH_VAE_BASE = (
     'source_weights={"world":0.6,"video":0.2,"photo":0.2}',
     "threads=2",
 )
-# images and short clips teach the spatial compression cheaply (about 1.4 s a step on 2 CPU
-# cores); then clips of up to 33 frames keep long clips from falling apart (about 4.3 s a step)
+# images and short clips teach the spatial compression cheaply (about 1.5 s a step on 2 CPU
+# cores); then clips of up to 33 frames keep long clips from falling apart (about 4.4 s a step)
 SCRATCH_VAE = (
     VAEStage("vae-short", 3000, ("lr=0.001", "warmup_steps=100", "lengths=[1,1,5,9]")),
     VAEStage("vae-long", 400, ("lr=0.0004", "warmup_steps=50", "lengths=[1,9,17,33]")),
