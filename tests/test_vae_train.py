@@ -229,6 +229,41 @@ def test_freeze_encoder_trains_the_decoder_only(tmp_path):
         VAETrainer(tiny_config(tmp_path / "c", freeze_encoder=True))
 
 
+def test_latent_noise_trains_the_decoder_on_noised_latents(tmp_path):
+    config = tiny_config(tmp_path / "a", steps=1)
+    exported = VAETrainer(config, world_data(config)).run(progress=False)
+    runs = {}
+    for noise in (0.0, 0.5):
+        tuned = tiny_config(
+            tmp_path / f"n{noise}",
+            steps=2,
+            init_from=str(exported),
+            freeze_encoder=True,
+            latent_noise=noise,
+        )
+        trainer = VAETrainer(tuned, world_data(tuned))
+        runs[noise] = CausalVAE.from_pretrained(trainer.run(progress=False)).state_dict()
+    encoder_same = [torch.equal(runs[0.0][k], runs[0.5][k]) for k in runs[0.0] if "encoder." in k]
+    decoder_same = [torch.equal(runs[0.0][k], runs[0.5][k]) for k in runs[0.0] if "decoder." in k]
+    assert all(encoder_same) and not all(decoder_same)
+
+    # the noise is in normalized units: per channel, its raw std follows latent_scale
+    trainer.vae.latent_scale.copy_(torch.linspace(0.5, 8.0, trainer.vae.config.latent_channels))
+    draws = [
+        trainer._latent_noise(
+            (1, trainer.vae.config.latent_channels, 2, 16, 16), torch.Generator().manual_seed(s)
+        )
+        for s in range(40)
+    ]
+    normalized = torch.cat(draws) / trainer.vae.latent_scale.view(1, -1, 1, 1, 1)
+    per_draw_std = normalized.flatten(1).std(dim=1)
+    assert per_draw_std.max() <= 0.5 * 1.1 and per_draw_std.min() < 0.2 < per_draw_std.max()
+
+    for bad in ({"latent_noise": 0.3}, {"latent_noise": -0.1, "freeze_encoder": True}):
+        with pytest.raises(ValueError, match="latent_noise="):
+            VAETrainer(tiny_config(tmp_path / "c", init_from=str(exported), **bad))
+
+
 def test_vae_eval_command_reports_psnr_and_speed(tmp_path, capsys):
     from kinema.cli import main
     from kinema.world.dataset import make_world, read_manifest

@@ -46,6 +46,10 @@ class VAETrainConfig:
     # train the decoder only (needs init_from): the encoder, hence the latents and their
     # normalization, stay those of init_from, so a DiT trained on them stays valid
     freeze_encoder: bool = False
+    # decoder noise augmentation (needs freeze_encoder): each clip's latents get Gaussian noise of
+    # a std drawn uniformly in [0, latent_noise], in normalized units, before decoding, so the
+    # decoder learns to forgive the small errors of latents a DiT generates
+    latent_noise: float = 0.0
     out_dir: str = "runs/vae"  # checkpoints, metrics.jsonl, config.json and the exported vae/
     steps: int = 3000  # optimizer steps
     clips_per_step: int = 4  # clips whose gradients are accumulated into one step
@@ -138,6 +142,11 @@ class VAETrainer:
             if config.init_from is None:
                 raise ValueError("freeze_encoder needs init_from: the VAE whose encoder to keep")
             self.vae.encoder.requires_grad_(False)
+        if config.latent_noise < 0 or (config.latent_noise > 0 and not config.freeze_encoder):
+            raise ValueError(
+                f"latent_noise={config.latent_noise} is invalid: use 0, or a positive std with "
+                "freeze_encoder=true (a trainable encoder would grow its latents to beat the noise)"
+            )
         self.optimizer = torch.optim.AdamW(
             [p for p in self.vae.parameters() if p.requires_grad],
             lr=config.lr,
@@ -209,6 +218,8 @@ class VAETrainer:
                 mean, logvar = mean.float(), logvar.float()
                 noise = torch.Generator().manual_seed(int(rng.integers(2**62)))  # step-seeded
                 z = mean + torch.randn(mean.shape, generator=noise) * (0.5 * logvar).exp()
+                if config.latent_noise > 0:
+                    z = z + self._latent_noise(z.shape, noise)
                 recon = self.vae.decode_raw(z).float()
             rec, parts = reconstruction_loss(
                 recon,
@@ -239,6 +250,12 @@ class VAETrainer:
             totals["d_loss"] = self._discriminator_step(reals, fakes)
         self.bad_steps = 0
         return {**totals, "grad_norm": float(norm), "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _latent_noise(self, shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+        """Raw-unit noise whose std in normalized units is drawn uniformly in [0, latent_noise]."""
+        std = torch.rand((), generator=generator) * self.config.latent_noise
+        scale = self.vae.latent_scale.view(1, -1, 1, 1, 1)  # raw = normalized · scale + shift
+        return torch.randn(shape, generator=generator) * std * scale
 
     def _discriminator_step(self, reals: list[torch.Tensor], fakes: list[torch.Tensor]) -> float:
         self.disc_optimizer.zero_grad(set_to_none=True)
