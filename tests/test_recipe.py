@@ -128,7 +128,7 @@ QUICK_VAE += ['source_weights={"world":1,"video":0,"photo":0}', "checkpoint_ever
 def test_train_vae_trains_the_vae_first_and_the_transformer_learns_its_latents(tmp_path, capsys):
     torch.manual_seed(0)
     out = tmp_path / "r"
-    argv = ["--out", str(out), "--train-vae", "--vae-steps", "1,1", "--workers", "1"]
+    argv = ["--out", str(out), "--train-vae", "--vae-steps", "1,1,1", "--workers", "1"]
     argv += ["--no-expert", "--clips", "1", "--sizes", "32x32", "--frames", "5", "--steps", "1"]
     for item in QUICK_VAE:
         argv += ["--vae-set", item]
@@ -139,6 +139,7 @@ def test_train_vae_trains_the_vae_first_and_the_transformer_learns_its_latents(t
     assert list(seconds) == [
         "vae-short",
         "vae-long",
+        "vae-decoder",
         "world",
         "world-cache",
         "transformer",
@@ -146,9 +147,14 @@ def test_train_vae_trains_the_vae_first_and_the_transformer_learns_its_latents(t
     ]
 
     short, long = out / "vae-short" / "vae", out / "vae-long" / "vae"
+    decoder = out / "vae-decoder" / "vae"
+    assert json.loads((out / "vae-decoder" / "config.json").read_text())["init_from"] == str(long)
     assert json.loads((out / "vae-long" / "config.json").read_text())["init_from"] == str(short)
     assert json.loads((out / "vae-short" / "config.json").read_text())["init_from"] is None
-    trained = CausalVAE.from_pretrained(long).state_dict()
+    latents = CausalVAE.from_pretrained(long).state_dict()  # the decoder stage keeps them
+    trained = CausalVAE.from_pretrained(decoder).state_dict()
+    assert all(torch.equal(latents[k], trained[k]) for k in trained if not k.startswith("decoder."))
+    assert any(not torch.equal(latents[k], trained[k]) for k in trained if k.startswith("decoder."))
     shipped = load_model(out / "model").vae.state_dict()  # the model carries the trained VAE
     assert trained.keys() == shipped.keys()
     assert all(torch.equal(trained[k], shipped[k]) for k in trained)
@@ -158,12 +164,12 @@ def test_train_vae_trains_the_vae_first_and_the_transformer_learns_its_latents(t
     )
     capsys.readouterr()
     assert train_main(["recipe", *argv]) == 0  # every stage done: the VAE stages resume at 1
-    assert capsys.readouterr().out.count("resumed from step 1") == 3
+    assert capsys.readouterr().out.count("resumed from step 1") == 4
 
 
 def test_the_scratch_vae_is_the_documented_two_commands(tmp_path):
     recipe = config_from_args(["--out", str(tmp_path), "--train-vae"])
-    short, long = vae_config(recipe, 0), vae_config(recipe, 1)
+    short, long, decoder = (vae_config(recipe, k) for k in range(3))
     assert (short.preset, short.steps, short.lr, short.lengths) == (
         "tiny-s4r",
         3000,
@@ -176,16 +182,23 @@ def test_the_scratch_vae_is_the_documented_two_commands(tmp_path):
         (1, 9, 17, 33),
         str(tmp_path / "vae-short" / "vae"),
     )
-    for config in (short, long):
+    assert (decoder.steps, decoder.lr, decoder.lengths, decoder.init_from) == (
+        400,
+        2e-4,
+        (1, 9, 17),
+        str(tmp_path / "vae-long" / "vae"),
+    )
+    assert decoder.freeze_encoder and decoder.latent_noise == 0.3
+    for config in (short, long, decoder):
         assert config.chroma_weight == 3 and config.sizes == ((64, 64), (64, 96), (96, 64))
         assert config.source_weights == {"world": 0.6, "video": 0.2, "photo": 0.2}
-    assert transformer_config(recipe).model.vae == str(tmp_path / "vae-long" / "vae")
-    again = config_from_args(["--train-vae", "--vae-steps", "5,6", "--vae-set", "lr=0.01"])
-    assert [vae_config(again, k).steps for k in (0, 1)] == [5, 6]
-    assert [vae_config(again, k).lr for k in (0, 1)] == [0.01, 0.01]
+    assert transformer_config(recipe).model.vae == str(tmp_path / "vae-decoder" / "vae")
+    again = config_from_args(["--train-vae", "--vae-steps", "5,6,7", "--vae-set", "lr=0.01"])
+    assert [vae_config(again, k).steps for k in (0, 1, 2)] == [5, 6, 7]
+    assert [vae_config(again, k).lr for k in (0, 1, 2)] == [0.01, 0.01, 0.01]
     with pytest.raises(ValueError, match="add --train-vae"):
         config_from_args(["--vae-steps", "5,6"])
-    with pytest.raises(ValueError, match="'5': give 2 positive step counts"):
+    with pytest.raises(ValueError, match="'5': give 3 positive step counts"):
         config_from_args(["--train-vae", "--vae-steps", "5"])
     with pytest.raises(SystemExit):  # a VAE folder or one trained, not both
         config_from_args(["--train-vae", "--vae", "models/default/vae"])
