@@ -167,7 +167,7 @@ def test_train_vae_trains_the_vae_first_and_the_transformer_learns_its_latents(t
     assert capsys.readouterr().out.count("resumed from step 1") == 4
 
 
-def test_the_scratch_vae_is_the_documented_two_commands(tmp_path):
+def test_the_scratch_vae_is_the_documented_commands(tmp_path):
     recipe = config_from_args(["--out", str(tmp_path), "--train-vae"])
     short, long, decoder = (vae_config(recipe, k) for k in range(3))
     assert (short.preset, short.steps, short.lr, short.lengths) == (
