@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from kinema.camera_noise import CameraSpeeds
+from kinema.cli import main
 from kinema.compression.vae import PRESETS, CausalVAE
 from kinema.hub import (
     DEFAULT_MODEL_DIR,
@@ -17,6 +18,7 @@ from kinema.hub import (
     ModelIntegrityError,
     load_model,
     read_index,
+    replace_vae,
     save_model,
     verify_model,
 )
@@ -168,3 +170,49 @@ def test_the_shipped_model_fits_its_60_mb_and_passes_its_hashes():
     verify_model(DEFAULT_MODEL_DIR)  # every file listed, every hash right
     total = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
     assert total <= 60_000_000, f"{total:,} bytes"
+
+
+def test_replace_vae_takes_a_decoder_fine_tune_and_refuses_a_new_encoder(tmp_path):
+    vae, dit = parts()
+    index = ModelIndex(patch=(1, 2, 2), high_noise_boundary=0.9)
+    folder = save_model(tmp_path / "m", vae, dit, index, high_noise_dit=DiT(get_preset("debug")))
+    (folder / "README.md").write_text("card")
+    tuned = CausalVAE(PRESETS["debug"])
+    tuned.load_state_dict(vae.state_dict())
+    with torch.no_grad():
+        for p in tuned.decoder.parameters():
+            p.add_(0.01)
+    tuned.save_pretrained(tmp_path / "tuned")
+    out = replace_vae(folder, tmp_path / "tuned", tmp_path / "out")
+    loaded = load_model(out)  # every hash checks
+    for k, v in tuned.state_dict().items():
+        assert torch.equal(loaded.vae.state_dict()[k], v), k
+    for k, v in dit.state_dict().items():
+        assert torch.equal(loaded.dit.low.state_dict()[k], v), k
+    before, after = read_index(folder), read_index(out)
+    assert after.files["vae/model.safetensors"] != before.files["vae/model.safetensors"]
+    assert {k: v for k, v in after.files.items() if not k.startswith("vae/")} == {
+        k: v for k, v in before.files.items() if not k.startswith("vae/")
+    }
+    assert (out / "README.md").read_text() == "card"
+    cli = ["vae", "replace", "--model", str(folder), "--vae", str(tmp_path / "tuned")]
+    assert main([*cli, "--out", str(tmp_path / "cli")]) == 0
+    assert read_index(tmp_path / "cli").files == after.files
+
+    with torch.no_grad():
+        tuned.encoder.conv_in.conv.weight.add_(0.01)
+    tuned.save_pretrained(tmp_path / "retrained")
+    with pytest.raises(ValueError, match=r"outside the decoder \(1 tensors, e\.g\. encoder\."):
+        replace_vae(folder, tmp_path / "retrained", tmp_path / "bad")
+    tuned.load_state_dict(vae.state_dict())
+    channels = tuned.config.latent_channels
+    tuned.set_latent_stats(torch.zeros(channels), torch.full((channels,), 2.0))
+    tuned.save_pretrained(tmp_path / "renormalized")
+    with pytest.raises(ValueError, match="latent_s"):
+        replace_vae(folder, tmp_path / "renormalized", tmp_path / "bad")
+    with pytest.raises(ValueError, match="only a decoder fine-tune"):
+        CausalVAE(PRESETS["tiny"]).save_pretrained(tmp_path / "other")
+        replace_vae(folder, tmp_path / "other", tmp_path / "bad")
+    with pytest.raises(ValueError, match="is the model folder itself"):
+        replace_vae(folder, tmp_path / "tuned", folder)
+    assert not (tmp_path / "bad").exists()

@@ -10,6 +10,7 @@ kinema bench compare A B          B minus A of two WorldBench reports, paired 95
 kinema generate PROMPT -o OUT     text (+ image/video) to video: t2v, i2v, extend, long, ...
 kinema video info PATH            probe a video file
 kinema vae train|eval             train the video VAE; encode→decode PSNR/SSIM of videos
+kinema vae replace --vae V        a model folder with V, a decoder fine-tune, as its VAE
 kinema train CONFIG.yaml          train the DiT or the VAE (also: train plot, train export)
 kinema data scan DIR --out M      probe videos/images (+ NAME.txt captions) into a manifest
 kinema cache M --vae V --out C    precompute latents and text tokens for training
@@ -680,6 +681,18 @@ def _add_vae(commands) -> None:
         "decoding (default 0: one pass, the native setting)",
     )
 
+    p = _command(
+        vae,
+        "replace",
+        "copy a model folder with a decoder fine-tune of its VAE in place of the VAE",
+        run_vae_replace,
+    )
+    p.add_argument(
+        "--vae", required=True, help="VAE folder: the model's VAE with only its decoder trained"
+    )
+    p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--out", required=True, help="model folder to write")
+
 
 def run_vae_train(args: argparse.Namespace) -> int:
     from kinema.compression.train import VAETrainConfig, VAETrainer, apply_overrides
@@ -690,6 +703,14 @@ def run_vae_train(args: argparse.Namespace) -> int:
     config = apply_overrides(config, args.overrides)
     exported = VAETrainer(config).run()
     print(f"VAE: {exported}")
+    return 0
+
+
+def run_vae_replace(args: argparse.Namespace) -> int:
+    from kinema.hub import DEFAULT_MODEL_DIR, replace_vae
+
+    out = replace_vae(args.model or DEFAULT_MODEL_DIR, args.vae, args.out)
+    print(f"model: {out}")
     return 0
 
 

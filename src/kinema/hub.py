@@ -17,6 +17,9 @@ A Kinema model folder (``models/default`` is the shipped one)::
                             from transformer/'s matrix, one float32 scale per row)
     README.md               the model card (optional)
 
+`replace_vae` copies a model folder with another VAE that shares its encoder: a decoder fine-tune
+(``freeze_encoder``) leaves the transformer's latents as they were, so it can swap in alone.
+
 `save_model` writes the whole folder into a temporary directory and renames it into place, so a
 half-written model folder never exists; it refuses non-finite weights. `load_model` checks every
 hash in ``model_index.json`` before it reads a tensor (safetensors only).
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +61,7 @@ __all__ = [
     "load_dit",
     "load_expert",
     "load_model",
+    "replace_vae",
     "save_dit",
     "save_model",
     "verify_model",
@@ -279,6 +284,47 @@ def save_model(
         if model_card is not None:
             (tmp / "README.md").write_text(model_card)
     return Path(directory)
+
+
+def replace_vae(directory: str | Path, vae_directory: str | Path, out: str | Path) -> Path:
+    """Write model folder `directory` to `out` with the VAE of `vae_directory` in place of its
+    own, every hash in the index recomputed. The new VAE must keep the model's encoder and
+    latent normalization bit for bit, as a decoder-only fine-tune (``freeze_encoder``) does: the
+    transformer was trained on those latents. Only the decoder may differ."""
+    directory, vae_directory, out = Path(directory), Path(vae_directory), Path(out)
+    if out.resolve() == directory.resolve():
+        raise ValueError(f"--out {out} is the model folder itself; write the copy elsewhere")
+    index = read_index(directory)
+    verify_model(directory, index)
+    old = CausalVAE.from_pretrained(directory / "vae")
+    new = CausalVAE.from_pretrained(vae_directory)
+    if new.config != old.config:
+        raise ValueError(
+            f"the VAE in {vae_directory} has config {new.config.to_dict()}, the model's "
+            f"{old.config.to_dict()}: only a decoder fine-tune of the model's VAE can replace it"
+        )
+    old_state, new_state = old.state_dict(), new.state_dict()
+    differ = [
+        name
+        for name, tensor in old_state.items()
+        if not name.startswith("decoder.") and not torch.equal(tensor, new_state[name])
+    ]
+    if differ:
+        raise ValueError(
+            f"the VAE in {vae_directory} differs from {directory / 'vae'} outside the decoder "
+            f"({len(differ)} tensors, e.g. {', '.join(differ[:3])}): the transformer was trained "
+            "on the model's latents, so only a decoder fine-tune (freeze_encoder=true, "
+            "init_from the model's VAE) can replace it"
+        )
+    with atomic_directory(out) as tmp:
+        shutil.copytree(directory, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("vae"))
+        new.save_pretrained(tmp / "vae")
+        files = dict(index.files)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            files[f"vae/{name}"] = sha256_file(tmp / "vae" / name)
+        index = dataclasses.replace(index, files=files)
+        (tmp / INDEX_NAME).write_text(json.dumps(index.to_dict(), indent=2) + "\n")
+    return out
 
 
 def _save_expert(
