@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from kinema.hub import (
     GenerationDefaults,
     ModelIndex,
     ModelIntegrityError,
+    load_dit,
     load_model,
     read_index,
     replace_vae,
@@ -216,3 +218,35 @@ def test_replace_vae_takes_a_decoder_fine_tune_and_refuses_a_new_encoder(tmp_pat
     with pytest.raises(ValueError, match="is the model folder itself"):
         replace_vae(folder, tmp_path / "tuned", folder)
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("part", ["vae", "transformer"])
+def test_a_bad_checkpoint_folder_names_the_file_at_fault(tmp_path, part):
+    folder = save_model(tmp_path / "m", *parts(), ModelIndex()) / part
+    load = CausalVAE.from_pretrained if part == "vae" else load_dit
+    config, weights = folder / "config.json", folder / "model.safetensors"
+    meta = json.loads(config.read_text())
+
+    config.write_text(json.dumps({**meta, "kind": "something.else"}))
+    with pytest.raises(ValueError, match=r"invalid (VAE|DiT) config .*expected 'kinema\."):
+        load(folder)
+    config.write_text(json.dumps({**meta, "config": {**meta["config"], "depth_x": 1}}))
+    with pytest.raises(ValueError, match=r"invalid (VAE|DiT) config"):
+        load(folder)
+    other = dict(meta["config"])
+    key = "base_channels" if part == "vae" else "hidden"
+    other[key] *= 2
+    config.write_text(json.dumps({**meta, "config": other}))
+    with pytest.raises(ValueError, match="does not match") as mismatch:
+        load(folder)
+    assert str(weights) in str(mismatch.value) and str(config) in str(mismatch.value)
+    config.write_text(json.dumps(meta))
+    load(folder)  # restored: loads
+    weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a header")
+    with pytest.raises(
+        ValueError, match="corrupt or unreadable safetensors file " + re.escape(str(weights))
+    ):
+        load(folder)
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match=r"checkpoint file not found: .*model\.safetensors"):
+        load(folder)

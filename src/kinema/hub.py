@@ -35,14 +35,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from kinema.atomic import atomic_directory
 from kinema.camera_noise import CameraSpeeds, check_camera_noise
 from kinema.compression.vae import CausalVAE
 from kinema.held_start import check_held_start
-from kinema.loading import weights_to_be_loaded
+from kinema.loading import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    build_loaded,
+    checkpoint_paths,
+    read_checkpoint_config,
+    read_tensors,
+    weights_to_be_loaded,
+)
 from kinema.modes import mode_guidance
 from kinema.sampling import Solver, check_guidance_min_t, check_guidance_scale, check_shift
 from kinema.text import sha256_file
@@ -72,8 +79,6 @@ INDEX_NAME = "model_index.json"
 FORMAT = "kinema.pipeline"
 FORMAT_VERSION = 1
 DIT_KIND = "kinema.DiT"
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 EXPERT_FOLDER = "transformer_high"
 DELTA, SCALE = ".delta_int8", ".delta_scale"  # an int8 row delta's two tensors in an expert file
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -220,32 +225,17 @@ def save_dit(dit: DiT, directory: str | Path, dtype: torch.dtype | None = None) 
 
 def load_dit(directory: str | Path, device: torch.device | str = "cpu") -> DiT:
     """Load a DiT written by `save_dit` (weights are cast to float32)."""
-    directory = Path(directory)
-    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"DiT checkpoint file not found: {path}")
-    try:
-        meta = json.loads(config_path.read_text())
-        if meta.get("kind") != DIT_KIND:
-            raise ValueError(f"kind is {meta.get('kind')!r}, expected {DIT_KIND!r}")
-        cfg = dict(meta["config"])
-        if cfg.get("rope_axes_dims") is not None:
-            cfg["rope_axes_dims"] = tuple(cfg["rope_axes_dims"])
-        config = DiTConfig(**cfg)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"invalid DiT config {config_path}: {e}") from e
-    try:
-        tensors = load_file(str(weights_path), device=str(device))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"corrupt or unreadable safetensors file {weights_path}: {e}") from e
-    with weights_to_be_loaded():
-        model = DiT(config).to(device)
-    try:
-        model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{weights_path} does not match {config_path}: {e}") from e
-    return model.eval()
+    config_path, weights_path = checkpoint_paths(directory, "DiT")
+    config = read_checkpoint_config(config_path, DIT_KIND, "DiT", _dit_config)
+    tensors = {k: v.float() for k, v in read_tensors(weights_path, device).items()}
+    return build_loaded(lambda: DiT(config).to(device), tensors, weights_path, config_path)
+
+
+def _dit_config(d: dict[str, Any]) -> DiTConfig:
+    cfg = dict(d)
+    if cfg.get("rope_axes_dims") is not None:
+        cfg["rope_axes_dims"] = tuple(cfg["rope_axes_dims"])
+    return DiTConfig(**cfg)
 
 
 def save_model(
@@ -364,10 +354,7 @@ def load_expert(directory: str | Path, base: DiT) -> DiT:
     """The high-noise expert of a model folder: `base` with the expert's own tensors in place of
     its own (an int8 row delta added to `base`'s), every other parameter shared with `base`."""
     path = Path(directory) / EXPERT_FOLDER / WEIGHTS_NAME
-    try:
-        stored = load_file(str(path), device=str(next(base.parameters()).device))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"corrupt or unreadable safetensors file {path}: {e}") from e
+    stored = read_tensors(path, next(base.parameters()).device)
     state = base.state_dict()
     own = {}
     for key, tensor in stored.items():

@@ -34,8 +34,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from kinema.atomic import atomic_directory
@@ -48,7 +47,14 @@ from kinema.compression.layers import (
     StreamCache,
     Upsample,
 )
-from kinema.loading import weights_to_be_loaded
+from kinema.loading import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    build_loaded,
+    checkpoint_paths,
+    read_checkpoint_config,
+    read_tensors,
+)
 
 __all__ = [
     "PRESETS",
@@ -60,8 +66,6 @@ __all__ = [
     "sample_posterior",
 ]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 CHECKPOINT_KIND = "kinema.CausalVAE"
 CHECKPOINT_VERSION = 1
 LOGVAR_RANGE = (-30.0, 20.0)  # the posterior log-variance is clamped to this range
@@ -674,26 +678,7 @@ class CausalVAE(nn.Module):
         cls, directory: str | os.PathLike[str], device: torch.device | str = "cpu"
     ) -> CausalVAE:
         """Load a checkpoint written by :meth:`save_pretrained` (safetensors only)."""
-        directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"VAE checkpoint file not found: {path}")
-        try:
-            meta = json.loads(config_path.read_text())
-            if meta.get("kind") != CHECKPOINT_KIND:
-                raise ValueError(f"kind is {meta.get('kind')!r}, expected {CHECKPOINT_KIND!r}")
-            config = VAEConfig.from_dict(meta["config"])
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
-            raise ValueError(f"invalid VAE config {config_path}: {e}") from e
-        try:
-            tensors = load_file(str(weights_path), device=str(device))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"corrupt or unreadable safetensors file {weights_path}: {e}") from e
-        with weights_to_be_loaded():
-            model = cls(config).to(device)
-        try:
-            model.load_state_dict(tensors, strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"{weights_path} does not match {config_path}: {e}") from e
-        return model.eval()
+        config_path, weights_path = checkpoint_paths(directory, "VAE")
+        config = read_checkpoint_config(config_path, CHECKPOINT_KIND, "VAE", VAEConfig.from_dict)
+        tensors = read_tensors(weights_path, device)
+        return build_loaded(lambda: cls(config).to(device), tensors, weights_path, config_path)
