@@ -711,6 +711,8 @@ def run_vae_replace(args: argparse.Namespace) -> int:
 
     out = replace_vae(args.model or DEFAULT_MODEL_DIR, args.vae, args.out)
     print(f"model: {out}")
+    if (out / "README.md").is_file():
+        print(f"{out / 'README.md'}: copied as it was; its VAE section describes the old VAE")
     return 0
 
 
