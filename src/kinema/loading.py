@@ -38,6 +38,7 @@ __all__ = [
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 M = TypeVar("M", bound=torch.nn.Module)
+C = TypeVar("C")  # a parsed config
 
 # the torch.nn.init functions that layers call to fill their tensors when they are built
 INIT_FUNCTIONS = (
@@ -85,9 +86,7 @@ def checkpoint_paths(directory: str | Path, what: str) -> tuple[Path, Path]:
     return paths
 
 
-def read_checkpoint_config(
-    config_path: Path, kind: str, what: str, parse: Callable[[Any], M | Any]
-) -> Any:
+def read_checkpoint_config(config_path: Path, kind: str, what: str, parse: Callable[[Any], C]) -> C:
     """``parse(meta["config"])`` of a config.json whose ``kind`` is `kind`; a ValueError naming
     the file for bad JSON, another kind, or a config `parse` rejects."""
     try:
