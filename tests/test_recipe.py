@@ -4,6 +4,9 @@ world and the debug DiT; a rerun resumes instead of redoing, other arguments are
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import pytest
 import torch
@@ -12,12 +15,15 @@ from safetensors.torch import load_file
 from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
 from kinema.hub import load_model
+from kinema.train import recipe as recipe_module
 from kinema.train.checkpoint import latest_checkpoint
 from kinema.train.cli import main as train_main
 from kinema.train.recipe import (
     RecipeConfig,
+    Stage,
     config_from_args,
     expert_config,
+    run_recipe,
     transformer_config,
     vae_config,
 )
@@ -118,6 +124,51 @@ def test_a_stage_stopped_by_its_time_budget_stops_the_recipe_until_rerun(tmp_pat
     assert load_model(tmp_path / "r" / "model").index.extra["training"]["step"] == 2
     seconds = json.loads((tmp_path / "r" / "recipe.json").read_text())["seconds"]
     assert list(seconds) == ["world", "world-cache", "transformer", "model"]
+
+
+def test_a_recipe_takes_new_steps_until_its_transformer_begins_to_decay(tmp_path, capsys):
+    torch.manual_seed(0)
+    vae_dir = CausalVAE(VAE_PRESETS["debug"]).save_pretrained(tmp_path / "vae")
+
+    def argv(out: str, steps: int, *extra: str) -> list[str]:
+        args = ["--out", str(tmp_path / out), "--vae", str(vae_dir), "--workers", "1"]
+        args += ["--no-expert", "--clips", "1", "--sizes", "32x32", "--frames", "5"]
+        for item in [*DEBUG_DIT, *QUICK, "optim.warmup_steps=1", "optim.decay_steps=1", *extra]:
+            args += ["--set", item]
+        return [*args, "--steps", str(steps)]
+
+    budget = "time_budget_s=0"  # one step a call
+    assert train_main(["recipe", *argv("r", 2, budget)]) == 1  # step 1 of 2: no decay yet
+    assert train_main(["recipe", *argv("r", 3, budget)]) == 1  # step 2 of 3
+    assert "steps go from 2 to 3 at step 1" in capsys.readouterr().out
+    assert train_main(["recipe", *argv("r", 3, budget)]) == 0  # step 3, decayed: done
+    record = json.loads((tmp_path / "r" / "recipe.json").read_text())
+    assert "steps=3" in record["config"]["transformer"]
+    with pytest.raises(ValueError, match="transformer differ"):  # step 3 had a decayed rate
+        train_main(["recipe", *argv("r", 5, budget)])
+    assert train_main(["recipe", *argv("straight", 3)]) == 0  # the same run in one go
+
+    def losses(out: str) -> list[tuple[float, float]]:
+        rows = (tmp_path / out / "transformer" / "metrics.jsonl").read_text().splitlines()
+        return [(r["lr"], r["loss"]) for r in map(json.loads, rows)]
+
+    assert len(losses("r")) == 3 and losses("r") == losses("straight")
+
+
+def test_a_recipe_killed_with_sigterm_records_the_time_its_stage_spent(tmp_path, monkeypatch):
+    def killed() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+
+    monkeypatch.setattr(recipe_module, "stages", lambda recipe: [Stage("transformer", killed)])
+    before = signal.getsignal(signal.SIGTERM)
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as stopped:
+        run_recipe(RecipeConfig(out_dir=str(tmp_path / "r")))
+    assert stopped.value.code == 128 + signal.SIGTERM and time.perf_counter() - start < 5
+    record = json.loads((tmp_path / "r" / "recipe.json").read_text())
+    assert list(record["seconds"]) == ["transformer"]
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 # the debug VAE on world clips alone, one step a stage

@@ -26,7 +26,9 @@ with `tiny-s4r`"). Every stage resumes: a rendered world whose manifest is writt
 rendered again, the cache skips its finished shards, the trainers resume from their latest
 checkpoint, and the exports are rewritten. So a killed recipe rerun with the same arguments
 carries on where it was; rerun with other arguments in the same folder, it refuses and names
-what changed.
+what changed. The one change it takes is `--steps` while the transformer's schedule has not
+begun to decay: its warmup-stable-decay rate is the same up to then whatever the step count, so
+a run can be lengthened (or shortened) midway and ends as if started with the new count.
 ``OUT/recipe.json`` records the arguments and each stage's wall time. With a GPU, the
 transformer's training and the caching run on it (`kinema.train.parallel`); the VAE's trainer
 runs on the CPU.
@@ -35,12 +37,16 @@ runs on the CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from kinema.atomic import atomic_write_text
@@ -317,14 +323,57 @@ def stages(recipe: RecipeConfig) -> list[Stage]:
     ]
 
 
+def _steps_apart(items: Sequence[str]) -> tuple[int | None, list[str]]:
+    """The last ``steps=N`` among transformer overrides (None if none or not a number), and the
+    other items."""
+    is_steps = [i.replace(" ", "").startswith("steps=") for i in items]
+    rest = [i for i, s in zip(items, is_steps, strict=True) if not s]
+    steps = [i.split("=", 1)[1].strip() for i, s in zip(items, is_steps, strict=True) if s]
+    return (int(steps[-1]) if steps and steps[-1].isdigit() else None), rest
+
+
+def _new_steps(recipe: RecipeConfig, had: dict[str, Any]) -> str | None:
+    """Why the record `had` may take this recipe's transformer steps (None: it may not).
+
+    A recipe may change only its transformer's step count, and only while no step it trained
+    would have had another rate: its schedule must be warmup-stable-decay (`optim.decay_steps`)
+    and its latest checkpoint at or before both schedules' start of decay. The run then goes on
+    exactly as if started with the new count (the trainer keeps its optimizer, EMA and data)."""
+    from kinema.checkpoint_folders import latest_checkpoint
+
+    wanted = recipe.to_dict()
+    others = [k for k in wanted.keys() | had.keys() if k != "transformer"]
+    if any(had.get(k) != wanted.get(k) for k in others):
+        return None
+    old, had_rest = _steps_apart(had.get("transformer", []))
+    new, rest = _steps_apart(wanted["transformer"])
+    if had_rest != rest or old is None or new is None or old == new:
+        return None
+    config = transformer_config(recipe)
+    decay = config.optim.decay_steps
+    latest = latest_checkpoint(config.out_dir)
+    done = 0 if latest is None else int(latest.name.removeprefix("step_"))
+    if decay is None or done > min(old, new) - decay:
+        return None
+    return (
+        f"the transformer's steps go from {old} to {new} at step {done}: its warmup-stable-decay "
+        f"schedule had not begun to decay ({decay} steps), so it goes on as if started with {new}"
+    )
+
+
 def _claim(recipe: RecipeConfig) -> dict[str, Any]:
-    """The folder's record: new, or the one a run with the same arguments left (else an error)."""
+    """The folder's record: new, or the one a run with the same arguments left, or with more or
+    fewer transformer steps where that changes no step already trained (else an error)."""
     path = recipe.out / RECORD
     wanted = recipe.to_dict()
     if not path.is_file():
         return {"config": wanted, "seconds": {}}
     record = json.loads(path.read_text())
-    if record.get("config") != wanted:
+    change = _new_steps(recipe, record.get("config", {}))
+    if change is not None:
+        print(change, flush=True)
+        record["config"] = wanted
+    elif record.get("config") != wanted:
         had = record.get("config", {})
         changed = sorted(k for k in wanted.keys() | had.keys() if wanted.get(k) != had.get(k))
         raise ValueError(
@@ -332,6 +381,24 @@ def _claim(recipe: RecipeConfig) -> dict[str, Any]:
             f"see {path}); rerun with the same arguments to resume it, or give another --out"
         )
     return record
+
+
+@contextlib.contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """Within: SIGTERM (`kill`'s default) raises SystemExit, so `finally` blocks run, as they do
+    on Ctrl-C; a no-op off the main thread, where Python cannot set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_recipe(recipe: RecipeConfig) -> Path:
@@ -342,16 +409,17 @@ def run_recipe(recipe: RecipeConfig) -> Path:
     plan = stages(recipe)  # checks both training configs before any work
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     result: Any = None
-    for k, stage in enumerate(plan, 1):
-        print(f"[recipe {k}/{len(plan)}] {stage.name}", flush=True)
-        start = time.perf_counter()
-        try:
-            result = stage.run()
-        finally:  # a stage stopped or killed midway still spent its time
-            seconds = record["seconds"]
-            spent = seconds.get(stage.name, 0.0) + time.perf_counter() - start
-            seconds[stage.name] = round(spent, 1)
-            atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    with _exit_on_sigterm():  # `kill` too lets the stage below record its time
+        for k, stage in enumerate(plan, 1):
+            print(f"[recipe {k}/{len(plan)}] {stage.name}", flush=True)
+            start = time.perf_counter()
+            try:
+                result = stage.run()
+            finally:  # a stage stopped or killed midway still spent its time
+                seconds = record["seconds"]
+                spent = seconds.get(stage.name, 0.0) + time.perf_counter() - start
+                seconds[stage.name] = round(spent, 1)
+                atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     total = sum(record["seconds"].values())
     print(f"model: {result} ({total / 60:.1f} min of wall time in all stages, {path})")
     return Path(result)
@@ -386,7 +454,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--frames", type=int, default=base.world.frames, help="frames per clip (33)")
     p.add_argument("--pan-clips", type=int, default=base.pans.clips, help="expert's clips (2000)")
-    p.add_argument("--steps", type=int, default=None, help="transformer steps (preset: 10750)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="transformer steps (preset: 10750); a rerun may change them until the decay begins",
+    )
     p.add_argument("--expert-steps", type=int, default=None, help="expert steps (preset: 300)")
     p.add_argument(
         "--set",
