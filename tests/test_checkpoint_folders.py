@@ -11,6 +11,7 @@ import torch
 from kinema.checkpoint_folders import (
     NonFiniteWeightsError,
     check_finite,
+    checkpoint_step,
     flatten_optimizer_state,
     latest_checkpoint,
     list_checkpoints,
@@ -32,7 +33,7 @@ def test_step_folders_latest_and_keep(tmp_path):
         path = write_checkpoint_folder(tmp_path, step, write_state(step), keep=2)
     assert path == tmp_path / "checkpoints" / "step_00000003"
     assert (tmp_path / "checkpoints" / "latest").read_text() == "step_00000003\n"
-    assert latest_checkpoint(tmp_path) == path
+    assert latest_checkpoint(tmp_path) == path and checkpoint_step(path) == 3
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002", "step_00000003"]
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "NonFiniteWeightsError",
     "check_finite",
     "checkpoint_folder",
+    "checkpoint_step",
     "cpu_tensors",
     "flatten_optimizer_state",
     "latest_checkpoint",
@@ -97,6 +98,11 @@ def unflatten_optimizer_state(
 def checkpoint_folder(run_dir: str | os.PathLike[str], step: int) -> Path:
     """``RUN/checkpoints/step_00001234`` for step 1234."""
     return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}"
+
+
+def checkpoint_step(folder: str | os.PathLike[str]) -> int:
+    """The step a checkpoint folder holds, from its name (`checkpoint_folder`'s inverse)."""
+    return int(Path(folder).name.removeprefix("step_"))
 
 
 def write_checkpoint_folder(

@@ -339,7 +339,7 @@ def _new_steps(recipe: RecipeConfig, had: dict[str, Any]) -> str | None:
     would have had another rate: its schedule must be warmup-stable-decay (`optim.decay_steps`)
     and its latest checkpoint at or before both schedules' start of decay. The run then goes on
     exactly as if started with the new count (the trainer keeps its optimizer, EMA and data)."""
-    from kinema.checkpoint_folders import latest_checkpoint
+    from kinema.checkpoint_folders import checkpoint_step, latest_checkpoint
 
     wanted = recipe.to_dict()
     others = [k for k in wanted.keys() | had.keys() if k != "transformer"]
@@ -352,7 +352,7 @@ def _new_steps(recipe: RecipeConfig, had: dict[str, Any]) -> str | None:
     config = transformer_config(recipe)
     decay = config.optim.decay_steps
     latest = latest_checkpoint(config.out_dir)
-    done = 0 if latest is None else int(latest.name.removeprefix("step_"))
+    done = 0 if latest is None else checkpoint_step(latest)
     if decay is None or done > min(old, new) - decay:
         return None
     return (
