@@ -167,6 +167,25 @@ def test_opposite_pan_fails_only_camera(tmp_path):
     assert _failed(frames, spec) == {("camera", "pan left")}
 
 
+def test_camera_trust_is_each_key_pair_s_alignment_and_the_worst_decides(tmp_path):
+    """A rendered pan aligns at every pair of key frames (0→4, 4→8, ..., 28→32); the same clip
+    with the background of one later frame scrambled is untrusted through that pair alone."""
+    spec = _find(lambda s: True, scenario=Scenario.FREE, camera=Camera.PAN_LEFT)
+    frames = render_scene(spec)
+    camera = analyze_video(frames).camera
+    assert camera.pair_ncc.shape == (8,) and camera.pair_ncc.min() > 0.8, camera.pair_ncc
+    assert camera.confidence == camera.pair_ncc.min()
+    scrambled = frames.copy()
+    rng = np.random.default_rng(0)
+    scrambled[8] = rng.permutation(scrambled[8].reshape(-1, 3)).reshape(scrambled[8].shape)
+    ncc = analyze_video(scrambled).camera.pair_ncc
+    assert ncc[[0, 3, 4, 5, 6, 7]].min() > 0.8 and ncc[[1, 2]].max() < 0.5, ncc
+    camera_check = next(
+        c for c in score_video(analyze_video(scrambled), spec).checks if c.category == "camera"
+    )
+    assert not camera_check.passed and "not trackable" in camera_check.detail
+
+
 def test_zoom_direction_is_measured(tmp_path):
     spec = _find(lambda s: True, scenario=Scenario.FREE, camera=Camera.ZOOM_IN)
     out = dataclasses.replace(spec, camera=Camera.ZOOM_OUT)

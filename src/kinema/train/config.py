@@ -319,7 +319,9 @@ PRESETS: dict[str, TrainConfig] = {
             width=64,
             guidance_scale=10.0,  # the exported default (WorldBench: docs/benchmarks.md)
             given_guidance_scale=4.0,  # modes joining given frames: smoother seams (same doc)
-            camera_noise=0.85,  # pans and zooms follow the prompt (docs/benchmarks.md)
+            # pans and zooms follow the prompt; all of frame 0's noise carried, which keeps a
+            # from-scratch model's moving backgrounds trackable (docs/benchmarks.md)
+            camera_noise=1.0,
             held_start=0.75,  # continuations keep the scene they continue (same doc)
         ),
         parallel=ParallelConfig(bf16="auto"),

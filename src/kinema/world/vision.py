@@ -147,7 +147,12 @@ class CameraMotion:
 
     offset: np.ndarray  # (T, 2) camera center displacement since frame 0, frame-0 pixels
     zoom: np.ndarray  # (T,) magnification relative to frame 0
-    confidence: float  # worst normalized cross-correlation of the aligned frame pairs, [−1, 1]
+    pair_ncc: np.ndarray  # (K,) normalized cross-correlation of each aligned key-frame pair
+
+    @property
+    def confidence(self) -> float:
+        """The worst pair's NCC, in [−1, 1] (1 for a clip of one frame: nothing to align)."""
+        return float(self.pair_ncc.min()) if self.pair_ncc.size else 1.0
 
     def to_frame0(self, xy: np.ndarray, center: np.ndarray) -> np.ndarray:
         """Screen points (T, 2) of each frame → the same world points in frame 0's pixels."""
@@ -168,16 +173,16 @@ def estimate_camera(
     background = ~ndimage.binary_dilation(objects, structure=np.ones((1, 3, 3)))
     keys = sorted({*range(0, T, stride), T - 1})
     max_shift = MAX_SHIFT_PER_FRAME * min(H, W) * stride
-    offsets, log_zoom, worst = [np.zeros(2)], [0.0], 1.0
+    offsets, log_zoom, nccs = [np.zeros(2)], [0.0], []
     for i, j in itertools.pairwise(keys):
         scale, shift, ncc = align_pair(gray[i], background[i], gray[j], background[j], max_shift)
         offsets.append(offsets[-1] - shift / np.exp(log_zoom[-1]))
         log_zoom.append(log_zoom[-1] + np.log(scale))
-        worst = min(worst, ncc)
+        nccs.append(ncc)
     frame_index = np.arange(T)
     offset = np.stack([np.interp(frame_index, keys, np.array(offsets)[:, a]) for a in (0, 1)], -1)
     zoom = np.exp(np.interp(frame_index, keys, log_zoom))
-    return CameraMotion(offset=offset, zoom=zoom, confidence=float(worst))
+    return CameraMotion(offset=offset, zoom=zoom, pair_ncc=np.array(nccs, dtype=np.float64))
 
 
 # Largest camera shift looked for between consecutive frames, as a fraction of the shorter side:
