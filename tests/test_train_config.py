@@ -127,8 +127,8 @@ def test_the_world_tiny_export_carries_both_guidance_defaults():
     from kinema.train.export import model_index
 
     defaults = model_index(get_preset("world-tiny"), 0).defaults
-    assert (defaults.guidance_scale, defaults.given_guidance_scale) == (10.0, 4.0)
-    assert defaults.guidance_for("t2v") == 10.0 and defaults.guidance_for("connect") == 4.0
+    assert (defaults.guidance_scale, defaults.given_guidance_scale) == (7.0, 4.0)
+    assert defaults.guidance_for("t2v") == 7.0 and defaults.guidance_for("connect") == 4.0
     assert defaults.camera_noise == 1.0 and defaults.held_start == 0.75
     with pytest.raises(ConfigError, match=r"samples\.camera_noise must be a number from 0 to 1"):
         load_config(CONFIGS / "dit-world-tiny.yaml", ["samples.camera_noise=2"])
