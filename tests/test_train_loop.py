@@ -60,6 +60,29 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert learning_rate(config.optim, 20, 20) == pytest.approx(1e-4)  # lr * min_lr_ratio
 
 
+def test_adamw_is_fused_on_the_cpu_and_steps_as_the_unfused_one_does(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run"))
+    assert trainer.optimizer.defaults["fused"] is True
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    start = [p.detach().clone() for p in params]
+    unfused = torch.optim.AdamW(
+        [torch.nn.Parameter(p.clone()) for p in start],
+        lr=trainer.config.optim.lr,
+        betas=trainer.config.optim.betas,
+        weight_decay=trainer.config.optim.weight_decay,
+        foreach=False,
+    )
+    for p, q in zip(params, unfused.param_groups[0]["params"], strict=True):
+        p.grad = torch.randn_like(p)
+        q.grad = p.grad.clone()
+    for _ in range(3):
+        trainer.optimizer.step()
+        unfused.step()
+    for p, q, s in zip(params, unfused.param_groups[0]["params"], start, strict=True):
+        assert not torch.equal(p, s)
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+
+
 def test_resume_after_a_kill_or_a_time_budget_repeats_the_uninterrupted_run(tmp_path, monkeypatch):
     extra = ("data.synthetic.corrupt_probability=0.3",)
     Trainer(tiny_config(tmp_path / "straight", *extra)).run(progress=False)
