@@ -3,10 +3,10 @@
     python benchmarks/optimizer_step.py [--presets tiny] [--repeats 20]
 
 The DiT trainer builds its AdamW fused where PyTorch has the kernel (CPU and CUDA;
-`kinema.train.trainer.adamw`). This times one optimizer step (random gradients, the trainer's
-betas) each way, side by side in one process, medians of `--repeats`, and checks that both give
-the same weights to float tolerance. Prints a table and writes JSON (default
-benchmarks/results/optimizer_step.json).
+`kinema.train.trainer.adamw`). This times one optimizer step (random gradients, PyTorch's
+default betas, which the trainer's configs keep) each way, side by side in one process, medians
+of `--repeats`, and checks that both give the same weights to float tolerance. Prints a table
+and writes JSON (default benchmarks/results/optimizer_step.json).
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ def test_opposite_pan_fails_only_camera(tmp_path):
     assert _failed(frames, spec) == {("camera", "pan left")}
 
 
-def test_camera_trust_is_each_key_pair_s_alignment_and_the_worst_decides(tmp_path):
+def test_camera_trust_is_each_key_pair_s_alignment_and_the_worst_decides():
     """A rendered pan aligns at every pair of key frames (0→4, 4→8, ..., 28→32); the same clip
     with the background of one later frame scrambled is untrusted through that pair alone."""
     spec = _find(lambda s: True, scenario=Scenario.FREE, camera=Camera.PAN_LEFT)
