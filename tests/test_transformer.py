@@ -19,11 +19,14 @@ from kinema.transformer import (
     count_parameters,
     flops_per_token,
     get_preset,
+    layers,
     pool_text,
     print_presets,
 )
 from kinema.transformer.layers import (
     apply_rope,
+    batched_attention,
+    explicit_attention,
     make_segment_mask,
     rope_angles,
     segment_attention,
@@ -181,6 +184,53 @@ def test_grouped_segments_match_the_dense_reference_with_gradients():
     for got, want in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
     assert not results[1][0][10:15].any()  # padding and the sample without keys give zeros
+
+
+def _bf16_qkv(samples: int, n: int, m: int, seed: int = 0) -> list[Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        torch.randn(samples, 2, length, 16, generator=generator).to(torch.bfloat16).requires_grad_()
+        for length in (n, m, m)
+    ]
+
+
+def test_explicit_attention_is_as_exact_as_sdpa_in_bf16_with_gradients():
+    """Float32 scores and products: outputs and gradients as close to float64 as SDPA's."""
+    q, k, v = _bf16_qkv(3, 20, 7)
+    q64, k64, v64 = (x.detach().double().requires_grad_() for x in (q, k, v))
+    want = torch.nn.functional.scaled_dot_product_attention(q64, k64, v64)
+    want.square().sum().backward()
+    for attention in (explicit_attention, torch.nn.functional.scaled_dot_product_attention):
+        for x in (q, k, v):
+            x.grad = None
+        got = attention(q, k, v)
+        assert got.dtype == torch.bfloat16
+        got.float().square().sum().backward()
+        for a, b in ((got, want), (q.grad, q64.grad), (k.grad, k64.grad), (v.grad, v64.grad)):
+            torch.testing.assert_close(a.double(), b, atol=2e-2, rtol=2e-2)
+
+
+def test_batched_attention_chooses_explicit_for_short_bf16_on_the_cpu(monkeypatch):
+    calls = []
+    monkeypatch.setattr(layers, "explicit_attention", lambda q, k, v: calls.append(q.shape) or q)
+    batched_attention(*_bf16_qkv(2, 12, 5))  # short, bf16: explicit
+    assert len(calls) == 1
+    q, k, v = (x.float() for x in _bf16_qkv(2, 12, 5))
+    out = batched_attention(q, k, v)  # float32 keeps SDPA, bit for bit
+    assert len(calls) == 1
+    assert torch.equal(out, torch.nn.functional.scaled_dot_product_attention(q, k, v))
+    monkeypatch.setattr(layers, "EXPLICIT_ATTENTION_MAX_SCORES", 12 * 5 - 1)
+    batched_attention(*_bf16_qkv(2, 12, 5))  # too many scores: SDPA
+    assert len(calls) == 1
+
+
+def test_explicit_attention_multiplies_in_float32_under_autocast():
+    """Autocast would run the products in bf16; explicit_attention turns it off inside."""
+    q, k, v = _bf16_qkv(1, 30, 30, seed=3)
+    plain = explicit_attention(q, k, v)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = explicit_attention(q, k, v)
+    assert torch.equal(plain, autocast)
 
 
 def test_padding_tokens_do_not_affect_others():

@@ -34,6 +34,8 @@ __all__ = [
     "TextEmbedder",
     "TimestepEmbedder",
     "apply_rope",
+    "batched_attention",
+    "explicit_attention",
     "make_segment_mask",
     "modulate",
     "rope_angles",
@@ -198,7 +200,7 @@ def _attention_sdpa_segments(q: Tensor, k: Tensor, v: Tensor, mask: SegmentMask)
         q_g = rearrange(q.index_select(0, group.q_rows), "(g n) h d -> g h n d", g=G, n=n)
         k_g = rearrange(k.index_select(0, group.k_rows), "(g m) h d -> g h m d", g=G, m=m)
         v_g = rearrange(v.index_select(0, group.k_rows), "(g m) h d -> g h m d", g=G, m=m)
-        out = F.scaled_dot_product_attention(q_g, k_g, v_g)  # (G, H, n, D)
+        out = batched_attention(q_g, k_g, v_g)  # (G, H, n, D)
         outputs.append(rearrange(out, "g h n d -> (g n) h d"))  # (G * n, H, D)
     assert mask.order is not None
     empty = q.shape[0] - sum(group.samples * group.q_len for group in mask.groups)
@@ -207,6 +209,37 @@ def _attention_sdpa_segments(q: Tensor, k: Tensor, v: Tensor, mask: SegmentMask)
     if not outputs:
         return q.new_zeros(0, heads, v.shape[2])  # (0, H, D)
     return torch.cat(outputs, dim=0).index_select(0, mask.order)  # (Nq, H, D)
+
+
+# Above this many scores per head (query length x key length) the CPU keeps SDPA's flash kernel.
+EXPLICIT_ATTENTION_MAX_SCORES = 2**17
+
+
+def batched_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Attention of a batch of equally long samples, (G, H, n, D) -> (G, H, n, D).
+
+    `F.scaled_dot_product_attention`, except on the CPU for bf16 or fp16 inputs over short
+    sequences (a world clip's 144-216 tokens, its text's tens), which go through
+    :func:`explicit_attention`: as exact, since both keep the scores in float32, and faster
+    there, where the flash kernel's blocking does not pay (docs/benchmarks.md, "Attention on the
+    CPU in bf16"). Longer sequences, float32 and every GPU keep SDPA.
+    """
+    low_precision = q.dtype in (torch.bfloat16, torch.float16)
+    short = q.shape[-2] * k.shape[-2] <= EXPLICIT_ATTENTION_MAX_SCORES
+    if q.device.type == "cpu" and low_precision and short:
+        return explicit_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax(q k^T / sqrt(D)) v in float32 whatever the inputs' dtype; returned in q's dtype.
+
+    (G, H, n, D), (G, H, m, D), (G, H, m, D) -> (G, H, n, D). Materializes the (G, H, n, m)
+    scores, so it is for short sequences.
+    """
+    with torch.autocast(q.device.type, enabled=False):  # autocast would multiply in bf16
+        scores = (q.float() * q.shape[-1] ** -0.5) @ k.float().transpose(-1, -2)  # (G, H, n, m)
+        return (scores.softmax(dim=-1) @ v.float()).to(q.dtype)  # (G, H, n, D)
 
 
 def _attention_flex(q: Tensor, k: Tensor, v: Tensor, mask: SegmentMask) -> Tensor:
