@@ -24,14 +24,14 @@ from kinema.train.config import ConfigError
     ],
 )
 def test_auto_follows_the_cpu_flags(monkeypatch, flags, native):
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
     assert native_bf16("cpu") is native
     assert resolve_bf16("auto", torch.device("cpu")) is native
     assert resolve_bf16(True, "cpu") is True and resolve_bf16(False, "cpu") is False
 
 
 def test_this_machines_flags_are_read():
-    flags = precision._cpu_flags()
+    flags = precision.cpu_flags()
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -56,7 +56,7 @@ def test_other_values_are_refused_naming_the_valid_ones():
 def test_the_trainer_says_what_auto_chose(tmp_path, monkeypatch, capsys):
     from kinema.train import Trainer
 
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
     argv = [f"out_dir={tmp_path}", "steps=1", "tensorboard=false", "parallel.bf16=auto"]
     trainer = Trainer(load_config(None, argv, preset="debug"))
     assert trainer.bf16 is False
@@ -67,7 +67,7 @@ def test_the_trainer_says_what_auto_chose(tmp_path, monkeypatch, capsys):
 def test_the_vae_trainer_resolves_auto_and_refuses_other_words(tmp_path, monkeypatch):
     from kinema.compression.train import VAETrainConfig, VAETrainer, apply_overrides
 
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
     config = VAETrainConfig(preset="debug", out_dir=str(tmp_path), steps=1)
     assert config.bf16 == "auto" and VAETrainer(config).bf16 is True
     assert VAETrainer(apply_overrides(config, ["bf16=false"])).bf16 is False

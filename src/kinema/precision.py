@@ -12,29 +12,14 @@ twice as fast in bf16, and a CPU with AVX2 alone (no AVX-512) ran it 25 times sl
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import torch
+
+from kinema.cpu import cpu_flags
 
 __all__ = ["AUTO", "check_bf16", "native_bf16", "resolve_bf16"]
 
 AUTO = "auto"
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo names
-
-
-@functools.cache
-def _cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where there is none."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
 
 
 def native_bf16(device: torch.device | str) -> bool:
@@ -44,7 +29,7 @@ def native_bf16(device: torch.device | str) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return bool(_cpu_flags() & CPU_BF16_FLAGS)
+        return bool(cpu_flags() & CPU_BF16_FLAGS)
     return False
 
 

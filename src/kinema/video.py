@@ -36,6 +36,8 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageOps
 
+from kinema.cpu import cpu_flags
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "WRITE_EXTENSIONS",
@@ -662,7 +664,7 @@ def _write_mp4(tmp: str, frames: np.ndarray, fps: float, crf: int) -> None:
         # Tag BT.709 limited range, the conversion used below, so that players agree.
         cc.colorspace = cc.color_primaries = cc.color_trc = 1  # AVCOL_*_BT709
         cc.color_range = 1  # AVCOL_RANGE_MPEG
-        options = {"crf": str(crf), "preset": "veryfast"}
+        options = {"crf": str(crf), "preset": "veryfast", **_x264_instruction_set()}
         if crf > 0:  # lossless (crf 0) needs High 4:4:4, which browsers do not play
             options["profile"] = "high"
         stream.options = options
@@ -680,6 +682,18 @@ def _write_mp4(tmp: str, frames: np.ndarray, fps: float, crf: int) -> None:
             frame.pts = i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+
+
+def _x264_instruction_set() -> dict[str, str]:
+    """x264 options that keep it to AVX2 on a CPU with AVX-512.
+
+    There its AVX-512 code coded the same small frames differently from one run to the next: a
+    33-frame 64x64 clip came out one way in most runs and another in 1 to 3 of 12 (pixels off
+    by up to 24 levels), so a seed did not reproduce an mp4. Capped at AVX2, 60 runs of 64x64
+    and 256x256 came out identical, as fast (docs/generation.md, "Reproducible files").
+    """
+    flags = cpu_flags()
+    return {"x264-params": "asm=avx2"} if {"avx512f", "avx2"} <= flags else {}
 
 
 def _gif_durations_ms(n: int, fps: float) -> list[int]:

@@ -130,7 +130,10 @@ class DiTBlock(nn.Module):
     """Self-attention (3D RoPE, same-sample), cross-attention to the sample's text, MLP.
 
     Self-attention and MLP are wrapped in per-token adaLN modulation with gates; the six modulation
-    vectors are the shared timestep projection plus this block's learned offset.
+    vectors are the shared timestep projection plus this block's learned offset. Both are added
+    once per distinct condition and each vector gathered per token: the (N, 6, hidden) sum, its
+    backward and the stack that joins its six gradients cost an eighth of the tiny preset's CPU
+    step (docs/benchmarks.md, "adaLN modulation per distinct condition").
     """
 
     def __init__(self, config: DiTConfig) -> None:
@@ -148,14 +151,18 @@ class DiTBlock(nn.Module):
         self,
         x: Tensor,
         time_mod: Tensor,
+        rows: Tensor,
         text: Tensor,
         rope: Tensor,
         self_mask: SegmentMask,
         cross_mask: SegmentMask,
     ) -> Tensor:
-        # x: (N, hidden), time_mod: (N, 6, hidden), text: (M, hidden), rope: (N, head_dim/2, 2)
-        mod = time_mod + self.modulation  # (N, 6, hidden)
-        shift_sa, scale_sa, gate_sa, shift_mlp, scale_mlp, gate_mlp = mod.unbind(1)  # (N, hidden)
+        # x: (N, hidden), time_mod: (U, 6, hidden) per distinct condition, rows: (N,) into it,
+        # text: (M, hidden), rope: (N, head_dim/2, 2)
+        mod = time_mod + self.modulation  # (U, 6, hidden)
+        shift_sa, scale_sa, gate_sa, shift_mlp, scale_mlp, gate_mlp = (
+            vector.index_select(0, rows) for vector in mod.unbind(1)
+        )  # (N, hidden) each
         h = modulate(self.norm1(x), shift_sa, scale_sa)  # (N, hidden)
         x = x + gate_sa * self.self_attn(h, rope, self_mask)  # (N, hidden)
         x = x + self.cross_attn(self.norm2(x), text, cross_mask)  # (N, hidden)
@@ -265,10 +272,10 @@ class DiT(nn.Module):
 
         x = self.x_embedder(tokens)  # (N, hidden)
         cond, rows = self.conditioning(sample_ids, timesteps, text_tokens, text_ids)  # (U, hidden)
-        time_mod = self.time_modulation(cond).unflatten(-1, (6, cfg.hidden))[rows]  # (N, 6, hidden)
+        time_mod = self.time_modulation(cond).unflatten(-1, (6, cfg.hidden))  # (U, 6, hidden)
         text = self.text_embedder(text_tokens)  # (M, hidden)
         for block in self.blocks:
-            x = block(x, time_mod, text, rope, self_mask, cross_mask)  # (N, hidden)
+            x = block(x, time_mod, rows, text, rope, self_mask, cross_mask)  # (N, hidden)
         return self.final_layer(x, cond, rows)  # (N, in_dim)
 
     def conditioning(
