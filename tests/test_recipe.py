@@ -19,6 +19,7 @@ from kinema.train import recipe as recipe_module
 from kinema.train.checkpoint import latest_checkpoint
 from kinema.train.cli import main as train_main
 from kinema.train.recipe import (
+    AFTER_TRANSFORMER_S,
     RecipeConfig,
     Stage,
     config_from_args,
@@ -26,6 +27,7 @@ from kinema.train.recipe import (
     run_recipe,
     transformer_config,
     vae_config,
+    with_deadline,
 )
 
 # the debug DiT on the debug VAE's 4 latent channels in 1x4x4 patches, MiniLM's 384-d tokens
@@ -52,7 +54,7 @@ def test_the_recipe_trains_a_model_with_its_expert_and_resumes(tmp_path, capsys)
     assert train_main(["recipe", *argv]) == 0
 
     printed = capsys.readouterr().out
-    names = ["world", "world-cache", "transformer", "base", "pans", "pans-cache", "expert", "model"]
+    names = ["world", "world-cache", "pans", "pans-cache", "transformer", "base", "expert", "model"]
     for k, name in enumerate(names, 1):
         assert f"[recipe {k}/8] {name}" in printed
     record = json.loads((out / "recipe.json").read_text())
@@ -155,12 +157,47 @@ def test_a_recipe_takes_new_steps_until_its_transformer_begins_to_decay(tmp_path
     assert len(losses("r")) == 3 and losses("r") == losses("straight")
 
 
+def test_hours_give_the_transformer_what_the_stages_before_it_left(tmp_path):
+    recipe = config_from_args(["--out", str(tmp_path), "--hours", "1", "--expert-steps", "40"])
+    dit = transformer_config(recipe)
+    spent = {"world": 100.0, "world-cache": 200.0, "pans": 10.0, "transformer": 999.0}
+    given = with_deadline(dit, recipe, spent)  # its own time is the trainer's to count
+    assert given.deadline_s == 3600 - 310 - AFTER_TRANSFORMER_S
+    assert given.deadline_reserve_steps == 40  # the expert's steps, after it
+    assert with_deadline(dit, config_from_args(["--out", str(tmp_path)]), spent) is dit
+    with pytest.raises(ValueError, match="leaves it no time"):
+        with_deadline(dit, recipe, {"world": 3500.0})
+    with pytest.raises(ValueError, match="hours must be positive"):
+        config_from_args(["--hours", "0"])
+
+
+def test_a_recipe_takes_new_hours_until_its_transformer_begins_to_decay(tmp_path, capsys):
+    torch.manual_seed(0)
+    vae_dir = CausalVAE(VAE_PRESETS["debug"]).save_pretrained(tmp_path / "vae")
+
+    def argv(hours: str) -> list[str]:
+        args = ["--out", str(tmp_path / "r"), "--vae", str(vae_dir), "--workers", "1"]
+        args += ["--no-expert", "--clips", "1", "--sizes", "32x32", "--frames", "5"]
+        for item in [*DEBUG_DIT, *QUICK, "optim.warmup_steps=1", "optim.decay_steps=1"]:
+            args += ["--set", item]
+        return [*args, "--steps", "3", "--set", "time_budget_s=0", "--hours", hours]
+
+    assert train_main(["recipe", *argv("10")]) == 1  # step 1 of 3
+    assert train_main(["recipe", *argv("9")]) == 1  # step 2 of 3
+    assert "hours go from 10.0 to 9.0 at step 1" in capsys.readouterr().out
+    assert train_main(["recipe", *argv("9")]) == 0  # step 3: done
+    with pytest.raises(ValueError, match="hours differ"):  # step 3 had a decayed rate
+        train_main(["recipe", *argv("8")])
+
+
 def test_a_recipe_killed_with_sigterm_records_the_time_its_stage_spent(tmp_path, monkeypatch):
     def killed() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(10)  # the handler raises before this ends
 
-    monkeypatch.setattr(recipe_module, "stages", lambda recipe: [Stage("transformer", killed)])
+    monkeypatch.setattr(
+        recipe_module, "stages", lambda recipe, seconds: [Stage("transformer", killed)]
+    )
     before = signal.getsignal(signal.SIGTERM)
     start = time.perf_counter()
     with pytest.raises(SystemExit) as stopped:

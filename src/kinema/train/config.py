@@ -232,6 +232,11 @@ class TrainConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)  # DDP/FSDP2, bf16, AC, compile
     max_bad_steps: int = 10  # this many non-finite steps in a row stop the run
     time_budget_s: float | None = None  # stop (with a checkpoint) after this much wall time
+    # end by this many seconds of training, summed over resumes: the warmup-stable-decay schedule
+    # begins its decay when the time left affords no more (kinema.train.deadline); `steps` is
+    # then the most it takes. deadline_reserve_steps: steps' worth of time kept for work after
+    deadline_s: float | None = None
+    deadline_reserve_steps: int = 0
     threads: int | None = None  # torch CPU threads per process (None: torch's default)
     # stage vae: the VAE trainer's own fields (the shared ones come from the fields above)
     vae: VAETrainConfig = field(
@@ -643,6 +648,17 @@ def validate(config: TrainConfig) -> None:
         _positive(config.optim.decay_steps, "optim.decay_steps")
     if config.optim.warmup_steps < 0:
         raise ConfigError(f"optim.warmup_steps must be >= 0, got {config.optim.warmup_steps}")
+    if config.deadline_s is not None:
+        _positive(config.deadline_s, "deadline_s")
+        if config.optim.decay_steps is None:
+            raise ConfigError(
+                f"deadline_s={config.deadline_s:g} ends the run by beginning its decay in time: "
+                "give the warmup-stable-decay schedule's optim.decay_steps"
+            )
+    if config.deadline_reserve_steps < 0:
+        raise ConfigError(
+            f"deadline_reserve_steps must be >= 0, got {config.deadline_reserve_steps}"
+        )
     try:
         Solver.parse(config.samples.solver)
     except ValueError as err:

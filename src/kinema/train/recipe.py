@@ -12,11 +12,11 @@ It runs, in order, the commands the model card lists one by one:
                  forgives the transformer's errors (the latents stay those of vae-long)
     world        render the training clips (WorldBench's held-out pairs left out)
     world-cache  their VAE latents and text tokens
-    transformer  train the DiT on the cache (the `world-tiny` preset, `--set` on top)
-    base         export its EMA weights, the transformer in bf16
     pans         render the clips that pan, for the high-noise expert
     pans-cache   their latents and text tokens
-    expert       fine-tune the transformer at high noise on them (the `world-expert` preset)
+    transformer  train the DiT on the world cache (the `world-tiny` preset, `--set` on top)
+    base         export its EMA weights, the transformer in bf16
+    expert       fine-tune the transformer at high noise on the pans (the `world-expert` preset)
     model        export the base with the expert as int8 differences: OUT/model
 
 The VAE is given (``--vae``, default the shipped one), or trained first with ``--train-vae``:
@@ -29,9 +29,13 @@ carries on where it was; rerun with other arguments in the same folder, it refus
 what changed. The one change it takes is `--steps` while the transformer's schedule has not
 begun to decay: its warmup-stable-decay rate is the same up to then whatever the step count, so
 a run can be lengthened (or shortened) midway and ends as if started with the new count.
-``OUT/recipe.json`` records the arguments and each stage's wall time. With a GPU, the
-transformer's training and the caching run on it (`kinema.train.parallel`); the VAE's trainer
-runs on the CPU.
+``--hours H`` fits the whole recipe into H hours of wall time on the machine it runs on: the
+transformer, the last long stage before the expert, gets what the stages before it left, less
+the expert's steps and the exports, and begins its decay when that time affords no more steps
+(`kinema.train.deadline`; `--steps` is then the most it takes). `--hours` too may change while
+the decay has not begun. ``OUT/recipe.json`` records the arguments and each stage's wall time.
+With a GPU, the transformer's training and the caching run on it (`kinema.train.parallel`); the
+VAE's trainer runs on the CPU.
 """
 
 from __future__ import annotations
@@ -134,9 +138,12 @@ class RecipeConfig:
     pans: WorldClips = WorldClips(2000, ((64, 64),), 17, seed=11, cameras=PANS)
     transformer: tuple[str, ...] = ()  # --set KEY=VALUE on the world-tiny preset
     expert: tuple[str, ...] | None = ()  # --set on the world-expert preset; None: no expert
+    hours: float | None = None  # wall time for all stages: the transformer ends in time for it
     workers: int | None = None  # world rendering processes (None: up to 8, one per core)
 
     def __post_init__(self) -> None:
+        if self.hours is not None and not self.hours > 0:
+            raise ValueError(f"hours must be positive, got {self.hours!r}")
         if (self.vae is None) == (not self.vae_stages):
             raise ValueError(
                 "a recipe takes either a VAE folder (vae) or the stages that train one "
@@ -278,8 +285,34 @@ def train(config: TrainConfig) -> Path:
     return exported
 
 
-def stages(recipe: RecipeConfig) -> list[Stage]:
-    """The recipe's stages in order, each a call that resumes or redoes its own work."""
+# seconds kept after the transformer beyond the expert's steps: the exports, and the start-up
+# of the processes that resume a stopped transformer (its deadline counts training time only)
+AFTER_TRANSFORMER_S = 180.0
+
+
+def with_deadline(config: TrainConfig, recipe: RecipeConfig, seconds: dict[str, float]) -> Any:
+    """The transformer's config, ending in time for `recipe.hours` (unchanged without them).
+
+    `seconds`: the wall time each stage has taken so far; every one but the transformer's is
+    spent before it. The expert's steps are reserved at the transformer's rate."""
+    if recipe.hours is None:
+        return config
+    spent = sum(v for k, v in seconds.items() if k != "transformer")
+    deadline = recipe.hours * 3600 - spent - AFTER_TRANSFORMER_S
+    if deadline <= 0:
+        raise ValueError(
+            f"--hours {recipe.hours:g}: the stages before the transformer took "
+            f"{spent / 3600:.2f} h, which leaves it no time; give more hours"
+        )
+    reserve = expert_config(recipe).steps if recipe.expert is not None else 0
+    return dataclasses.replace(config, deadline_s=deadline, deadline_reserve_steps=reserve)
+
+
+def stages(recipe: RecipeConfig, seconds: dict[str, float] | None = None) -> list[Stage]:
+    """The recipe's stages in order, each a call that resumes or redoes its own work.
+
+    `seconds` (each stage's wall time so far, which the caller keeps up to date) sets the
+    transformer's deadline when the recipe has `hours`."""
     import torch
 
     from kinema.train.export import DEFAULT_BOUNDARY, export_expert, export_run
@@ -301,18 +334,18 @@ def stages(recipe: RecipeConfig) -> list[Stage]:
 
     vaes = [vae(k) for k in range(len(recipe.vae_stages))]
     dit, bf16, final = transformer_config(recipe), torch.bfloat16, out / "model"
-    world = [
-        *vaes,
-        *clips_and_cache("world", recipe.world, dit),
-        Stage("transformer", lambda: train(dit)),
-    ]
+    spent = seconds if seconds is not None else {}
+    transformer = Stage("transformer", lambda: train(with_deadline(dit, recipe, spent)))
+    world = [*vaes, *clips_and_cache("world", recipe.world, dit)]
     if recipe.expert is None:
-        return [*world, Stage("model", lambda: export_run(dit.out_dir, final, dit_dtype=bf16))]
+        export = Stage("model", lambda: export_run(dit.out_dir, final, dit_dtype=bf16))
+        return [*world, transformer, export]
     expert = expert_config(recipe)
     return [
         *world,
+        *clips_and_cache("pans", recipe.pans, expert),  # before the transformer: its deadline
+        transformer,  # then leaves only the expert's steps and the exports after it
         Stage("base", lambda: export_run(dit.out_dir, out / "base", dit_dtype=bf16)),
-        *clips_and_cache("pans", recipe.pans, expert),
         Stage("expert", lambda: train(expert)),
         Stage(
             "model",
@@ -333,31 +366,42 @@ def _steps_apart(items: Sequence[str]) -> tuple[int | None, list[str]]:
 
 
 def _new_steps(recipe: RecipeConfig, had: dict[str, Any]) -> str | None:
-    """Why the record `had` may take this recipe's transformer steps (None: it may not).
+    """Why the record `had` may take this recipe's transformer steps and hours (None: it may not).
 
-    A recipe may change only its transformer's step count, and only while no step it trained
-    would have had another rate: its schedule must be warmup-stable-decay (`optim.decay_steps`)
-    and its latest checkpoint at or before both schedules' start of decay. The run then goes on
-    exactly as if started with the new count (the trainer keeps its optimizer, EMA and data)."""
-    from kinema.checkpoint_folders import checkpoint_step, latest_checkpoint
+    A recipe may change only its transformer's step count and its hours, and only while no step
+    it trained would have had another rate: its schedule must be warmup-stable-decay
+    (`optim.decay_steps`), its latest checkpoint at or before both schedules' start of decay,
+    and a deadline must not have begun the decay. The run then goes on exactly as if started
+    with the new arguments (the trainer keeps its optimizer, EMA and data)."""
+    from kinema.checkpoint_folders import STATE, checkpoint_step, latest_checkpoint
 
     wanted = recipe.to_dict()
-    others = [k for k in wanted.keys() | had.keys() if k != "transformer"]
+    others = [k for k in wanted.keys() | had.keys() if k not in ("transformer", "hours")]
     if any(had.get(k) != wanted.get(k) for k in others):
         return None
     old, had_rest = _steps_apart(had.get("transformer", []))
     new, rest = _steps_apart(wanted["transformer"])
-    if had_rest != rest or old is None or new is None or old == new:
+    old_hours, new_hours = had.get("hours"), wanted.get("hours")
+    if had_rest != rest or (old == new and old_hours == new_hours):
+        return None
+    if old != new and (old is None or new is None):
         return None
     config = transformer_config(recipe)
     decay = config.optim.decay_steps
     latest = latest_checkpoint(config.out_dir)
     done = 0 if latest is None else checkpoint_step(latest)
-    if decay is None or done > min(old, new) - decay:
+    fixed = latest is not None and json.loads((latest / STATE).read_text()).get("decay_fixed")
+    steps = min(old or config.steps, new or config.steps)
+    if decay is None or done > steps - decay or fixed:
         return None
+    changes = []
+    if old != new:
+        changes.append(f"steps go from {old} to {new}")
+    if old_hours != new_hours:
+        changes.append(f"hours go from {old_hours} to {new_hours}")
     return (
-        f"the transformer's steps go from {old} to {new} at step {done}: its warmup-stable-decay "
-        f"schedule had not begun to decay ({decay} steps), so it goes on as if started with {new}"
+        f"the transformer's {' and '.join(changes)} at step {done}: its warmup-stable-decay "
+        f"schedule had not begun to decay ({decay} steps), so it goes on as if started so"
     )
 
 
@@ -406,7 +450,7 @@ def run_recipe(recipe: RecipeConfig) -> Path:
     recipe.out.mkdir(parents=True, exist_ok=True)
     record = _claim(recipe)
     path = recipe.out / RECORD
-    plan = stages(recipe)  # checks both training configs before any work
+    plan = stages(recipe, record["seconds"])  # checks both training configs before any work
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     result: Any = None
     with _exit_on_sigterm():  # `kill` too lets the stage below record its time
@@ -459,6 +503,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="transformer steps (preset: 10750); a rerun may change them until the decay begins",
+    )
+    p.add_argument(
+        "--hours",
+        type=float,
+        default=None,
+        help="end every stage within this much wall time: the transformer takes the steps the "
+        "time affords (at most --steps); a rerun may change it until the decay begins",
     )
     p.add_argument("--expert-steps", type=int, default=None, help="expert steps (preset: 300)")
     p.add_argument(
@@ -535,6 +586,7 @@ def config_from_args(argv: Sequence[str]) -> RecipeConfig:
         pans=pans,
         transformer=tuple(transformer),
         expert=None if args.no_expert else tuple(expert),
+        hours=args.hours,
         workers=args.workers,
     )
 

@@ -54,6 +54,7 @@ from kinema.train.config import (
     data_config,
     save_config,
 )
+from kinema.train.deadline import planned_total, step_rate
 from kinema.train.ema import EMA
 from kinema.train.loss import (
     FlowBatch,
@@ -187,6 +188,12 @@ class Trainer:
         self.skipped_steps = 0  # non-finite steps since the start of the run
         self.data_stats_offset: dict[str, int] = {}  # data stats of the run before a resume
         self.saved_step: int | None = None  # the step of the newest checkpoint
+        # the run's length: config.steps, or with deadline_s what the time affords, fixed once
+        # the decay begins (kinema.train.deadline)
+        self.total_steps = config.steps
+        self.decay_fixed = False
+        self.seconds_before = 0.0  # training seconds of the run before this process resumed it
+        self.clock: list[tuple[int, float]] = []  # (step, perf_counter) of this process's steps
 
     # --- parts built on demand -------------------------------------------------------------
 
@@ -285,7 +292,7 @@ class Trainer:
         batch, local_tokens = self.local_batch(step)
         batch = batch.to(info.device)
         count, tokens = all_reduce_sum([batch.loss_count, local_tokens], info.device)
-        lr = learning_rate(cfg.optim, cfg.steps, step)
+        lr = learning_rate(cfg.optim, self.total_steps, step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         result = StepResult(lr=lr, tokens=int(tokens))
@@ -345,7 +352,10 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "data_stats": self.data_stats(),
             "rng": all_gather_objects(get_rng_state()),
-            "lr": learning_rate(self.config.optim, self.config.steps, self.step),
+            "lr": learning_rate(self.config.optim, self.total_steps, self.step),
+            "total_steps": self.total_steps,
+            "decay_fixed": self.decay_fixed,
+            "train_seconds": round(self.train_seconds(), 3),
             "world_size": self.info.world_size,
             "bf16": self.bf16,  # what parallel.bf16 resolved to on this device
             "config": config_to_dict(self.config),
@@ -384,7 +394,43 @@ class Trainer:
         self.data_stats_offset = {k: int(v) for k, v in ckpt.state["data_stats"].items()}
         rng = ckpt.state["rng"]
         set_rng_state(rng[self.info.rank] if self.info.rank < len(rng) else rng[0])
+        self.seconds_before = float(ckpt.state.get("train_seconds", 0.0))
+        if self.config.deadline_s is not None and ckpt.state.get("decay_fixed"):
+            self.total_steps, self.decay_fixed = int(ckpt.state["total_steps"]), True
         return True
+
+    # --- a deadline ----------------------------------------------------------------------------
+
+    def train_seconds(self) -> float:
+        """Seconds of training in all, this process's steps and those before it resumed."""
+        if not self.clock:
+            return self.seconds_before
+        return self.seconds_before + self.clock[-1][1] - self.clock[0][1]
+
+    def plan_to_deadline(self) -> None:
+        """With deadline_s: the total steps the time left affords; fixed once the decay is due.
+
+        Rank 0's clock decides and every rank follows, so all take the same steps."""
+        cfg = self.config
+        self.clock.append((self.step, time.perf_counter()))
+        if cfg.deadline_s is None or self.decay_fixed:
+            return
+        rate = step_rate(self.clock)
+        total = self.total_steps
+        if rate is not None:
+            decay = cfg.optim.decay_steps or 0
+            total = planned_total(
+                self.step,
+                cfg.steps,
+                decay,
+                self.train_seconds(),
+                rate,
+                cfg.deadline_s,
+                cfg.deadline_reserve_steps,
+            )
+        total = int(all_reduce_sum([total if self.info.is_main else 0], self.info.device)[0])
+        self.total_steps = total
+        self.decay_fixed = total <= self.step + (cfg.optim.decay_steps or 0)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -415,22 +461,40 @@ class Trainer:
         elif cfg.model.init_from:
             fresh = ", ".join(self.fresh_parameters) or "none"
             bar.write(f"started from {cfg.model.init_from}; parameters it lacked: {fresh}")
+        if main and cfg.deadline_s is not None:
+            fixed = f"; its decay began, {self.total_steps} steps" if self.decay_fixed else ""
+            bar.write(
+                f"deadline: {cfg.deadline_s:.0f} s of training, {self.seconds_before:.0f} s "
+                f"spent{fixed}"
+            )
         start = time.perf_counter()
         window = [start, 0]  # (time, tokens) since the last metrics row
         try:
-            while self.step < cfg.steps:
+            self.plan_to_deadline()
+            while self.step < self.total_steps:
                 result = self.train_step(self.step)
                 self.step += 1
                 window[1] += result.tokens
+                was_fixed = self.decay_fixed
+                self.plan_to_deadline()
+                if bar.total != self.total_steps:
+                    bar.total = self.total_steps
+                    bar.refresh()
+                if self.decay_fixed and not was_fixed:
+                    bar.write(
+                        f"deadline: the decay begins at step {self.step}, to end at "
+                        f"{self.total_steps}"
+                    )
                 bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                done = self.step == self.total_steps
+                if self.step % cfg.log_every == 0 or done:
                     self.log(result, window, start, metrics, bar)
                 self.check_bad_steps(result)
                 if cfg.samples.every and self.step % cfg.samples.every == 0:
                     self.render_samples()
                 # a budget that runs out on the last step stops nothing: the run is done
-                over_budget = self.over_budget(start) and self.step < cfg.steps
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or over_budget:
+                over_budget = self.over_budget(start) and not done
+                if self.step % cfg.checkpoint_every == 0 or done or over_budget:
                     self.save()
                 if over_budget:
                     bar.write(f"time budget of {cfg.time_budget_s:g} s reached at step {self.step}")
@@ -476,6 +540,8 @@ class Trainer:
             "data": data,
             "elapsed_s": round(now - start, 3),
         }
+        if self.config.deadline_s is not None:
+            row["total_steps"] = self.total_steps
         metrics.write(row)
         loss = "skipped" if row["loss"] is None else f"{row['loss']:.4f}"
         bar.set_postfix(loss=loss, tok_s=f"{tokens_per_s:.0f}", skipped=self.skipped_steps)
