@@ -160,13 +160,22 @@ def test_a_recipe_takes_new_steps_until_its_transformer_begins_to_decay(tmp_path
 def test_hours_give_the_transformer_what_the_stages_before_it_left(tmp_path):
     recipe = config_from_args(["--out", str(tmp_path), "--hours", "1", "--expert-steps", "40"])
     dit = transformer_config(recipe)
-    spent = {"world": 100.0, "world-cache": 200.0, "pans": 10.0, "transformer": 999.0}
-    given = with_deadline(dit, recipe, spent)  # its own time is the trainer's to count
+    spent = {"world": 100.0, "world-cache": 200.0, "pans": 10.0}
+    given = with_deadline(dit, recipe, spent)
     assert given.deadline_s == 3600 - 310 - AFTER_TRANSFORMER_S
     assert given.deadline_reserve_steps == 40  # the expert's steps, after it
     assert with_deadline(dit, config_from_args(["--out", str(tmp_path)]), spent) is dit
     with pytest.raises(ValueError, match="leaves it no time"):
         with_deadline(dit, recipe, {"world": 3500.0})
+    # stopped before: the transformer's wall time its trainer did not count comes off too
+    spent["transformer"] = 999.0  # no checkpoint yet: all of it was lost
+    assert with_deadline(dit, recipe, spent).deadline_s == 3600 - 310 - 999 - AFTER_TRANSFORMER_S
+    step = tmp_path / "transformer" / "checkpoints" / "step_00000250"
+    step.mkdir(parents=True)
+    (step / "state.json").write_text(json.dumps({"step": 250, "train_seconds": 900.0}))
+    (step.parent / "latest").write_text(step.name)
+    given = with_deadline(dit, recipe, spent)  # 999 s of wall time, 900 s counted
+    assert given.deadline_s == pytest.approx(3600 - 310 - 99 - AFTER_TRANSFORMER_S)
     with pytest.raises(ValueError, match="hours must be positive"):
         config_from_args(["--hours", "0"])
 

@@ -285,20 +285,27 @@ def train(config: TrainConfig) -> Path:
     return exported
 
 
-# seconds kept after the transformer beyond the expert's steps: the exports, and the start-up
-# of the processes that resume a stopped transformer (its deadline counts training time only)
+# seconds kept after the transformer beyond the expert's steps: the exports and the start-up of
+# the process that trains the expert
 AFTER_TRANSFORMER_S = 180.0
 
 
 def with_deadline(config: TrainConfig, recipe: RecipeConfig, seconds: dict[str, float]) -> Any:
     """The transformer's config, ending in time for `recipe.hours` (unchanged without them).
 
-    `seconds`: the wall time each stage has taken so far; every one but the transformer's is
-    spent before it. The expert's steps are reserved at the transformer's rate."""
+    `seconds`: the wall time each stage has taken so far. Every stage but the transformer's was
+    spent before it; of the transformer's own, what its trainer does not count (the start-up of
+    each process that ran it, and steps lost after its last checkpoint when one was stopped) is
+    taken off its deadline too. The expert's steps are reserved at the transformer's rate."""
+    from kinema.checkpoint_folders import STATE, latest_checkpoint
+
     if recipe.hours is None:
         return config
     spent = sum(v for k, v in seconds.items() if k != "transformer")
-    deadline = recipe.hours * 3600 - spent - AFTER_TRANSFORMER_S
+    latest = latest_checkpoint(config.out_dir)
+    state = json.loads((latest / STATE).read_text()) if latest is not None else {}
+    uncounted = max(0.0, seconds.get("transformer", 0.0) - float(state.get("train_seconds", 0.0)))
+    deadline = recipe.hours * 3600 - spent - uncounted - AFTER_TRANSFORMER_S
     if deadline <= 0:
         raise ValueError(
             f"--hours {recipe.hours:g}: the stages before the transformer took "
