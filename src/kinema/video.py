@@ -687,10 +687,11 @@ def _write_mp4(tmp: str, frames: np.ndarray, fps: float, crf: int) -> None:
 def _x264_instruction_set() -> dict[str, str]:
     """x264 options that keep it to AVX2 on a CPU with AVX-512.
 
-    There its AVX-512 code coded the same small frames differently from one run to the next: a
-    33-frame 64x64 clip came out one way in most runs and another in 1 to 3 of 12 (pixels off
-    by up to 24 levels), so a seed did not reproduce an mp4. Capped at AVX2, 60 runs of 64x64
-    and 256x256 came out identical, as fast (docs/generation.md, "Reproducible files").
+    There its AVX-512 code coded the same 64x64 frames differently from one write to the next
+    (42 of 240 writes of noisy clips, 7 of 240 of world clips; pixels off by up to 24 levels), so
+    a seed did not reproduce an mp4. Capped at AVX2, none of 480 differed; a write took 6.0 ms
+    either way at 64x64 and 61 against 52 ms at 256x256 (`benchmarks/mp4_determinism.py`;
+    docs/generation.md, "Reproducible files").
     """
     flags = cpu_flags()
     return {"x264-params": "asm=avx2"} if {"avx512f", "avx2"} <= flags else {}

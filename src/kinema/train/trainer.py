@@ -435,7 +435,8 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------------
 
     def run(self, progress: bool = True) -> Path | None:
-        """Train to `config.steps`, resuming from `latest`; returns the exported model folder
+        """Train to `config.steps` (or, with `deadline_s`, the steps the time affords), resuming
+        from `latest`; returns the exported model folder
         (None without a VAE to export with, or when stopped by the time budget)."""
         cfg, main = self.config, self.info.is_main
         if main:

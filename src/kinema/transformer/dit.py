@@ -131,9 +131,9 @@ class DiTBlock(nn.Module):
 
     Self-attention and MLP are wrapped in per-token adaLN modulation with gates; the six modulation
     vectors are the shared timestep projection plus this block's learned offset. Both are added
-    once per distinct condition and each vector gathered per token: the (N, 6, hidden) sum, its
-    backward and the stack that joins its six gradients cost an eighth of the tiny preset's CPU
-    step (docs/benchmarks.md, "adaLN modulation per distinct condition").
+    once per distinct condition and each vector gathered per token, so no (N, 6, hidden) sum is
+    built, nor the stack that joined its six gradients in the backward pass (docs/benchmarks.md,
+    "adaLN modulation per distinct condition").
     """
 
     def __init__(self, config: DiTConfig) -> None:
