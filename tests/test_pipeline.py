@@ -476,10 +476,38 @@ def test_bad_inputs_raise_clear_errors(pipe, tmp_path):
         pipe("a red ball", guidance_scale=-1.0)
     with pytest.raises(ValueError, match=r"given_guidance_scale must be a finite .*got inf"):
         pipe("a red ball", mode="i2v", image=frames(1)[0], given_guidance_scale=math.inf)
-    with pytest.raises(ValueError, match=r"fps must be a finite number > 0, got inf"):
+    with pytest.raises(ValueError, match=r"fps must be a number in \(0, 1000\], got inf"):
         pipe("a red ball", fps=math.inf)
     with pytest.raises(ValueError, match=r"shift must be a finite number > 0 \(1: no shift\)"):
         pipe("a red ball", shift=0.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_frames": 1.5}, r"num_frames must be None or an int >= 1, got 1\.5"),
+        ({"num_frames": True}, r"num_frames must be None or an int >= 1, got True"),
+        (
+            {"mode": "edit", "video": frames(9), "strength": "0.5"},
+            r"strength must be None or a number in \(0, 1\] .*got '0\.5'",
+        ),
+        ({"negative_prompt": 5}, r"negative_prompt must be a string .*got 5"),
+        ({"seed": True}, r"seed must be an int in \[0, 4294967295\] .*got True"),
+        ({"image_first": "no"}, r"image_first must be True or False, got 'no'"),
+        ({"blend_seams": "no"}, r"blend_seams must be True or False, got 'no'"),
+        ({"num_inference_steps": True}, r"num_inference_steps must be an int >= 1, got True"),
+        ({"fps": True}, r"fps must be a number in \(0, 1000\], got True"),
+        ({"fps": 5000}, r"fps must be a number in \(0, 1000\], got 5000"),  # the writer's limit
+        ({"context_latents": 1.5}, r"context_latents must be an int >= 1, got 1\.5"),
+        ({"refine_steps": False}, r"refine_steps must be None or an int >= 0, got False"),
+    ],
+)
+def test_bad_settings_are_value_errors_naming_them(pipe, kwargs, message):
+    def sampled(info: StepInfo) -> None:
+        raise AssertionError("a bad setting must be refused before sampling")
+
+    with pytest.raises(ValueError, match=message):
+        pipe("a red ball", callback=sampled, **kwargs)
 
 
 def test_text_encoder_must_match_the_model(model_dir):
@@ -503,6 +531,27 @@ def test_save_output_formats(pipe, tmp_path):
     assert len(list(tmp_path.glob("frames_*.png"))) == 9 and pngs.name == "frames_%05d.png"
     with pytest.raises(ValueError, match=r"use one of \.mp4"):
         save_output(out, tmp_path / "clip.avi")
+
+
+def test_a_printf_png_name_is_used_as_is(pipe, tmp_path):
+    out = pipe("a red ball", num_frames=5, seed=1)
+    pngs, sidecar = save_output(out, tmp_path / "g_%03d.png")
+    assert pngs == tmp_path / "g_%03d.png" and sidecar.is_file()
+    assert sorted(p.name for p in tmp_path.glob("g_*.png")) == [f"g_{i:03d}.png" for i in range(5)]
+    for bad in ("g_%d_%d.png", "100%.png", "g_%%.png"):
+        with pytest.raises(ValueError, match=r"pattern with one int field, like 'frame_%05d"):
+            check_output_path(tmp_path / bad)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(
+        ValueError, match=r"cannot write /proc/x\.mp4: cannot create files in /proc"
+    ):
+        check_output_path("/proc/x.mp4")
+    missing_model = str(tmp_path / "no-model")  # loading it would fail with another message
+    code, _, err = run_cli(capsys, "generate", "x", "-o", "/proc/x.mp4", "--model", missing_model)
+    assert code == 2 and "cannot create files in /proc" in err and "no-model" not in err, err
 
 
 def test_cli_generate_refuses_a_bad_output_path_before_loading_a_model(tmp_path, capsys):
@@ -672,7 +721,7 @@ def test_flicker_ratio():
 def test_bench_config_names_a_bad_flag():
     with pytest.raises(ValueError, match=r"clips \(--clips\) must be >= 1, got 0"):
         BenchConfig(clips=0)
-    with pytest.raises(ValueError, match=r"--long-seconds\) must be > 0, got -1"):
+    with pytest.raises(ValueError, match=r"--long-seconds\) must be finite and > 0, got -1"):
         BenchConfig(long_seconds=-1)
     with pytest.raises(ValueError, match=r"--steps\) must be >= 1, got 0"):
         BenchConfig(steps=0)

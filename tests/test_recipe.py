@@ -3,6 +3,7 @@ world and the debug DiT; a rerun resumes instead of redoing, other arguments are
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -301,3 +302,37 @@ def test_the_scratch_vae_is_the_documented_commands(tmp_path):
         config_from_args(["--train-vae", "--vae", "models/default/vae"])
     with pytest.raises(ValueError, match="either a VAE folder"):
         RecipeConfig(vae=None)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--clips", "0"], r"--clips \(world\.clips\) must be an int >= 1, got 0"),
+        (["--pan-clips", "-1"], r"--pan-clips \(pans\.clips\) must be an int >= 1, got -1"),
+        (["--frames", "0"], r"--frames \(world\.frames\) must be an int >= 1, got 0"),
+        (["--sizes", ""], r"--sizes \(world\.sizes\) must name at least one WIDTHxHEIGHT"),
+        (["--sizes", "64x63"], r"--sizes: size '64x63' is odd"),
+        (["--workers", "0"], r"--workers must be an int >= 1 or None, got 0"),
+        (["--hours", "0"], r"--hours must be positive"),
+    ],
+)
+def test_bad_arguments_fail_by_flag_before_any_stage(tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):  # not hours later, in the stage they reach
+        config_from_args(["--out", str(tmp_path), "--train-vae", *flags])
+
+
+def test_bad_arguments_leave_no_claim_on_the_folder(tmp_path):
+    out = tmp_path / "r"
+    with pytest.raises(ValueError, match=r"--clips \(world\.clips\)"):
+        train_main(["recipe", "--out", str(out), "--clips", "0"])
+    assert not out.exists()  # nothing claimed: the corrected rerun starts afresh
+
+
+def test_a_recipe_config_checks_what_no_flag_sets():
+    pans = RecipeConfig().pans
+    with pytest.raises(ValueError, match=r"pans\.frames must be an int >= 1, got 0"):
+        RecipeConfig(pans=dataclasses.replace(pans, frames=0))
+    with pytest.raises(ValueError, match=r"pans\.cameras: camera 'spin' is not a camera move"):
+        RecipeConfig(pans=dataclasses.replace(pans, cameras=("spin",)))
+    with pytest.raises(ValueError, match=r"pans\.sizes: size '4x4' is too small"):
+        RecipeConfig(pans=dataclasses.replace(pans, sizes=((4, 4),)))

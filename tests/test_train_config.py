@@ -107,12 +107,42 @@ def test_unknown_keys_name_the_key_and_the_valid_ones(tmp_path, text, overrides,
         ("samples.given_guidance_scale=.nan", r"samples.given_guidance_scale must be a finite"),
         ("optim.decay_steps=1.5", r"optim.decay_steps: expected an integer"),
         ("model.preset=huge", r"unknown DiT preset 'huge'"),
+        ("samples.steps=-3", r"samples.steps must be an int >= 1, got -3"),
+        ("samples.fps=0", r"samples.fps: fps must be a number in \(0, 1000\], got 0"),
+        ("samples.num_frames=0", r"samples.num_frames must be an int >= 1, got 0"),
+        ("samples.width=33", r"samples.width must be a positive multiple of 2 \(patch 2\)"),
+        ("samples.height=0", r"samples.height must be a positive multiple of 2 \(patch 2\)"),
+        ("threads=-2", r"threads must be an int >= 1 .*got -2"),
+        ("time_budget_s=-5", r"time_budget_s must be a number >= 0 .*got -5.0"),
+        ("optim.weight_decay=-1", r"optim.weight_decay must be a finite number >= 0, got -1.0"),
+        ("optim.betas=[2, -1]", r"optim.betas must be two numbers in \[0, 1\), got \(2.0, -1.0\)"),
+        ("data.synthetic.batch_size=0", r"data.synthetic.batch_size must be an int >= 1, got 0"),
+        (
+            "data.synthetic.caption_dropout=3",
+            r"data.synthetic.caption_dropout must be a number in \[0, 1\], got 3.0",
+        ),
+        ("model.text_max_length=0", r"model.text_max_length must be an int >= 1, got 0"),
         ("data.options={manifest: m.jsonl}", r"data.options configures kinema.data"),
     ],
 )
 def test_values_are_type_checked(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override], preset="debug")
+
+
+def test_sample_sizes_are_checked_against_the_vae_in_model_vae(tmp_path):
+    from kinema.compression.vae import PRESETS as VAE_PRESETS
+    from kinema.compression.vae import CausalVAE
+
+    vae = CausalVAE(VAE_PRESETS["debug"]).save_pretrained(tmp_path / "vae")  # 4x space
+    config = load_config(None, [f"model.vae={vae}", "samples.width=16"], preset="debug")
+    assert config.samples.width == 16
+    with pytest.raises(
+        ConfigError,
+        match=r"samples.width must be a positive multiple of 8 \(VAE space compression 4 x "
+        r"patch 2\), got 36",
+    ):
+        load_config(None, [f"model.vae={vae}", "samples.width=36"], preset="debug")
 
 
 def test_shipped_yaml_files_are_their_presets():

@@ -163,7 +163,7 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
     trainer.save()
     assert sorted(p.name for p in root.glob("step_*")) == ["step_00000004", "step_00000010"]
     assert latest_checkpoint(config.out_dir).name == "step_00000004"
-    with pytest.raises(ValueError, match="keep_checkpoints must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="keep_checkpoints must be an int >= 1, got 0"):
         VAETrainer(tiny_config(tmp_path / "z", keep_checkpoints=0))
 
 

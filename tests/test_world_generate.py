@@ -131,3 +131,16 @@ def test_given_frames_pass_each_scene_s_first_frames_as_a_video(tmp_path):
         generate_suite(oracle(ENTRIES)[0], ENTRIES[:3], tmp_path / "x", progress=False)
     with pytest.raises(ValueError, match=r"given_frames must be from 0 to .*got 33"):
         generate_suite(extend, ENTRIES[:3], tmp_path / "y", progress=False, given_frames=33)
+
+
+def test_a_run_that_failed_before_its_first_clip_leaves_no_claim(tmp_path):
+    def failing(text, width, height, frames, fps, seed):
+        raise ValueError("num_inference_steps must be an int >= 1, got 0")
+
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        generate_suite(failing, ENTRIES[:1], tmp_path, progress=False, settings={"steps": 0})
+    generate, calls = oracle(ENTRIES)
+    generate_suite(generate, ENTRIES[:1], tmp_path, progress=False, settings={"steps": 20})
+    assert len(calls) == 1  # the corrected rerun: its settings replace the failed run's
+    with pytest.raises(ValueError, match="steps: 20 there, 0 now"):  # once a clip is made
+        generate_suite(failing, ENTRIES[:2], tmp_path, progress=False, settings={"steps": 0})

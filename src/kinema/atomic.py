@@ -8,7 +8,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +16,7 @@ __all__ = [
     "atomic_directory",
     "atomic_write",
     "atomic_write_text",
+    "check_replaceable",
     "prune_folders",
     "remove_partial_directories",
 ]
@@ -50,17 +51,48 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def check_replaceable(directory: str | os.PathLike[str], markers: Sequence[str]) -> None:
+    """Raise ValueError unless ``directory`` may be replaced by a folder of the kind that holds
+    every file in `markers`: it does not exist, is an empty folder, or is a folder of that kind
+    (written before, as a rerun does). A file, or a folder of anything else, would be lost."""
+    directory, markers = Path(directory), sorted(markers)
+    valid = "give a path that does not exist or an empty folder"
+    if markers:
+        valid += f", or a folder holding {' and '.join(markers)} (one written the same way before)"
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} is a file, not a folder: refusing to replace it; {valid}")
+    if not directory.is_dir() or not any(directory.iterdir()):
+        return
+    missing = [name for name in markers if not (directory / name).is_file()]
+    if missing or not markers:  # no markers: no folder of that kind can be told apart
+        lacks = f" (no {', '.join(missing)})" if missing else ""
+        raise ValueError(
+            f"{directory} holds other things{lacks}: refusing to replace it and delete them; "
+            f"{valid}"
+        )
+
+
 @contextmanager
-def atomic_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_directory(
+    directory: str | os.PathLike[str], markers: Sequence[str] | None = None
+) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``directory``; when the block ends without an
     error, it replaces ``directory`` (whose old contents are removed). On an error the temporary
-    folder is removed and ``directory`` is left as it was."""
+    folder is removed and ``directory`` is left as it was.
+
+    Only a folder of the same kind is replaced (`check_replaceable`): one holding every file in
+    `markers`, checked before the block runs; None: every file the new folder holds at its top,
+    checked once it is written. A file or any other non-empty folder raises ValueError."""
     directory = Path(directory)
+    if markers is not None:
+        check_replaceable(directory, markers)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual mode
     try:
         yield tmp
+        written = [p.name for p in tmp.iterdir() if p.is_file()]
+        check_replaceable(directory, written if markers is None else markers)
         for path in tmp.rglob("*"):  # writers such as safetensors create 0600 files
             path.chmod((0o777 if path.is_dir() else 0o666) & ~_umask())
         old = None

@@ -29,25 +29,35 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kinema import __version__
-from kinema.reports import write_report
+from kinema.reports import check_writable, write_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
+    if not hasattr(args, "run"):  # no command, or a group without its subcommand
+        getattr(args, "group", parser).print_help()
         return 2
     try:
         return int(args.run(args) or 0)
     except Exception as e:
         if not isinstance(e, _user_errors()):
             raise
-        print(f"kinema: error: {e}", file=sys.stderr)
+        print(f"kinema: error: {_error_line(e)}", file=sys.stderr)
         return 2
 
 
-# errors that bad input or a missing asset cause: one line on stderr, no traceback
+def _error_line(e: BaseException) -> str:
+    """The error as one line; an OSError as its path and the problem ("out: is a directory")."""
+    if isinstance(e, OSError) and e.filename is not None:
+        # a move (os.replace) names its source and its target: the target is the user's path
+        path = e.filename2 if e.filename2 is not None else e.filename
+        reason = e.strerror or str(e)
+        return f"{path}: {reason[:1].lower()}{reason[1:]}"
+    return str(e)
+
+
+# errors that bad input, a bad path or a missing asset cause: one line on stderr, no traceback
 _USER_ERRORS = {
     "kinema.video": "VideoError",
     "kinema.assets": "AssetUnavailableError",
@@ -58,7 +68,7 @@ _USER_ERRORS = {
 def _user_errors() -> tuple[type[BaseException], ...]:
     # a module not imported yet cannot have raised its error, so nothing is imported here
     loaded = [getattr(sys.modules.get(m), n, None) for m, n in _USER_ERRORS.items()]
-    return (ValueError, FileNotFoundError, *(e for e in loaded if e is not None))
+    return (ValueError, OSError, *(e for e in loaded if e is not None))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _group(commands, name: str, help: str):
+    """A command group (`kinema bench ...`); given alone, it prints its own help."""
+    p = commands.add_parser(name, help=help, description=help)
+    p.set_defaults(group=p)
+    return p.add_subparsers(title=f"{name} commands", metavar="COMMAND")
+
+
 def _command(group, name: str, help: str, run: Callable[[argparse.Namespace], int]):
     # argparse %-formats help strings ("95% intervals" would break --help), not descriptions
     p = group.add_parser(name, help=help.replace("%", "%%"), description=help)
@@ -99,7 +116,7 @@ def _add_demo(commands) -> None:
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     p.add_argument("--prompt", default=DEMO_PROMPT, help=f"default: {DEMO_PROMPT!r}")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="one seed for every clip (-1: random)")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -107,21 +124,23 @@ def run_demo(args: argparse.Namespace) -> int:
     folder (none given and models/default has no model_index.json), the world renders the
     prompt's scene instead."""
     from kinema.hub import DEFAULT_MODEL_DIR, INDEX_NAME
-    from kinema.pipeline import Pipeline, save_output
+    from kinema.pipeline import Pipeline, resolve_seed, save_output
 
+    out = check_writable(args.out, "--out", folder=True)
+    seed, _ = resolve_seed(args.seed, None)  # -1: one random seed, printed, for every clip
     if args.model is None and not (DEFAULT_MODEL_DIR / INDEX_NAME).is_file():
         print(
             f"no model_index.json in {DEFAULT_MODEL_DIR}: Kinema's world renders the prompt's "
             "scene instead (what a model trained on the world learns to generate)"
         )
-        return _world_demo(args.prompt, Path(args.out), args.seed)
+        return _world_demo(args.prompt, out, seed)
     pipe = Pipeline.from_pretrained(args.model)
-    print(f"model: {pipe.model_dir}\nprompt: {args.prompt!r}, seed {args.seed}")
+    print(f"model: {pipe.model_dir}\nprompt: {args.prompt!r}, seed {seed}")
     for width, height in DEMO_SIZES:
-        out = pipe(args.prompt, width=width, height=height, seed=args.seed)
-        path, _ = save_output(out, Path(args.out) / f"demo_{width}x{height}.mp4")
-        seconds = out.timings["total"]
-        print(f"{width:>3}x{height:<3} {out.num_frames} frames  {seconds:5.1f} s  {path}")
+        clip = pipe(args.prompt, width=width, height=height, seed=seed)
+        path, _ = save_output(clip, out / f"demo_{width}x{height}.mp4")
+        seconds = clip.timings["total"]
+        print(f"{width:>3}x{height:<3} {clip.num_frames} frames  {seconds:5.1f} s  {path}")
     return 0
 
 
@@ -140,9 +159,7 @@ def _world_demo(prompt: str, out: Path, seed: int) -> int:
 
 
 def _add_world(commands) -> None:
-    world = commands.add_parser("world", help="Kinema's procedural world").add_subparsers(
-        title="world commands", metavar="COMMAND"
-    )
+    world = _group(commands, "world", "Kinema's procedural world")
     p = _command(world, "make", "render world clips and a manifest.jsonl", run_world_make)
     p.add_argument("--n", type=int, required=True, help="number of clips")
     p.add_argument("--out", required=True, help="output folder")
@@ -151,8 +168,13 @@ def _add_world(commands) -> None:
     p.add_argument("--height", type=int, default=None, help="clip height (default 64)")
     p.add_argument("--sizes", default=None, help="cycle through sizes, e.g. 64x64,96x64,64x96")
     p.add_argument("--frames", type=int, default=33, help="frames per clip (default 33)")
-    p.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--fps", type=_fps, default=8.0, help="frames per second (default 8)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default or 0: one per core, at most 8)",
+    )
     p.add_argument(
         "--exclude-heldout",
         action="store_true",
@@ -169,7 +191,7 @@ def _add_world(commands) -> None:
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--height", type=int, default=64)
     p.add_argument("--frames", type=int, default=33, help="frames (default 33)")
-    p.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
+    p.add_argument("--fps", type=_fps, default=8.0, help="frames per second (default 8)")
     p.add_argument("--seed", type=int, default=0, help="picks what the prompt leaves open")
     p = _command(world, "suite", "regenerate WorldBench's prompt suites", run_world_suite)
     p.add_argument("--out", required=True, help="path of the suite .jsonl to write")
@@ -178,9 +200,20 @@ def _add_world(commands) -> None:
     )
 
 
+def _fps(value: str) -> float:
+    """A --fps value: what the video writer takes, checked as the command line is read."""
+    from kinema.video import check_fps
+
+    try:
+        return check_fps(float(value))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def run_world_make(args: argparse.Namespace) -> int:
     from kinema.world.dataset import make_world, parse_camera, parse_size
 
+    check_writable(args.out, "--out", folder=True)
     if args.sizes is not None and (args.width is not None or args.height is not None):
         raise ValueError("give either --sizes or --width/--height, not both")
     if args.sizes is not None:
@@ -205,9 +238,15 @@ def run_world_make(args: argparse.Namespace) -> int:
     return 0
 
 
+# the video is read back and scored: a GIF's palette and centisecond frame times would lower
+# the score of the very scene it shows (0.8 where the .mp4 scores 1.0)
+RENDER_SUFFIXES = (".mp4",)
+
+
 def run_world_render(args: argparse.Namespace) -> int:
+    out = check_writable(args.out, "-o/--out", suffixes=RENDER_SUFFIXES)
     path, overall = _render_prompt(
-        args.prompt, Path(args.out), args.width, args.height, args.frames, args.fps, args.seed
+        args.prompt, out, args.width, args.height, args.frames, args.fps, args.seed
     )
     print(f"{path}  (WorldBench {overall:.2f} against the prompt's scene)")
     return 0
@@ -251,6 +290,7 @@ def _render_prompt(
 def run_world_suite(args: argparse.Namespace) -> int:
     from kinema.world.suite import build_heldout_suite, build_suite, write_suite
 
+    check_writable(args.out, "--out")
     entries = build_heldout_suite() if args.heldout else build_suite()
     write_suite(args.out, entries)
     print(f"{len(entries)} prompts → {args.out}")
@@ -260,10 +300,13 @@ def run_world_suite(args: argparse.Namespace) -> int:
 # --- bench -------------------------------------------------------------------------------------
 
 
+# what only generating the suite reads (bench world without --manifest)
+SUITE_GENERATION = ("model", "suite", "limit", "out", "text", "mode", "steps", "guidance")
+SUITE_GENERATION += ("solver", "camera_noise", "held_start", "image_first")
+
+
 def _add_bench(commands) -> None:
-    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
-        title="bench commands", metavar="COMMAND"
-    )
+    bench = _group(commands, "bench", "benchmarks")
     p = _command(bench, "world", "WorldBench: score videos against their specs", run_bench_world)
     p.add_argument("--manifest", help="manifest.jsonl of videos with specs (e.g. from world make)")
     p.add_argument(
@@ -297,6 +340,7 @@ def _add_bench(commands) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the spec shuffle")
     p.add_argument("--workers", type=int, default=None)
+    p.set_defaults(generation_defaults={d: p.get_default(d) for d in SUITE_GENERATION})
     _add_bench_modes(bench)
     _add_bench_compare(bench)
 
@@ -320,11 +364,13 @@ def run_bench_compare(args: argparse.Namespace) -> int:
     from kinema.bench.compare import compare_reports, format_comparison
     from kinema.reports import read_report, write_report
 
+    if args.json_out is not None:
+        check_writable(args.json_out, "--json")
     result = compare_reports(
         read_report(args.a), read_report(args.b), args.limit, args.draws, args.seed
     )
     print(format_comparison(result, args.a, args.b))
-    if args.json_out:
+    if args.json_out is not None:
         write_report(args.json_out, {"a": args.a, "b": args.b, **result})
         print(f"report: {args.json_out}")
     return 0
@@ -381,6 +427,14 @@ def run_bench_world(args: argparse.Namespace) -> int:
     from kinema.world.dataset import read_manifest
     from kinema.world.evaluate import evaluate_manifest
 
+    check_writable(args.json_out, "--json")
+    given = [d for d, v in args.generation_defaults.items() if getattr(args, d) != v]
+    if args.manifest is not None and given:  # flags that would be ignored are refused
+        flags = ", ".join("--" + d.replace("_", "-") for d in given)
+        raise ValueError(
+            f"--manifest scores the manifest's existing clips, so {flags} (which generate the "
+            "suite) would be ignored: drop them, or drop --manifest to generate"
+        )
     manifest = args.manifest if args.manifest is not None else _generate_suite(args)
     records = read_manifest(manifest)
     shuffle = args.seed if args.shuffle_specs else None
@@ -398,6 +452,10 @@ def _generate_suite(args: argparse.Namespace) -> Path:
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    suffix = "" if args.mode == "t2v" else f"-{args.mode}"
+    out = check_writable(args.out or f"outputs/bench-{args.suite}{suffix}", "--out", folder=True)
     entries = load_suite(args.suite)[: args.limit]
     pipe = Pipeline.from_pretrained(args.model)
     generate = pipeline_generator(
@@ -428,9 +486,6 @@ def _generate_suite(args: argparse.Namespace) -> Path:
         "text_encoder": [pipe.index.text_encoder, pipe.index.text_max_length],
         "sampling": defaults,
     }
-    out = args.out or f"outputs/bench-{args.suite}" + (
-        "" if args.mode == "t2v" else f"-{args.mode}"
-    )
     return generate_suite(
         generate, entries, out, text=args.text, settings=settings, given_frames=given_frames
     )
@@ -619,22 +674,15 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def _add_video(commands) -> None:
-    video = commands.add_parser("video", help="video files").add_subparsers(
-        title="video commands", metavar="COMMAND"
-    )
+    video = _group(commands, "video", "video files")
     p = _command(video, "info", "print a video's size, frames, fps and codec", run_video_info)
     p.add_argument("path")
 
 
 def run_video_info(args: argparse.Namespace) -> int:
-    from kinema.video import VideoError, probe_video
+    from kinema.video import probe_video
 
-    try:
-        info = probe_video(args.path)
-    except VideoError as e:
-        print(f"kinema: error: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps(info.__dict__))
+    print(json.dumps(probe_video(args.path).__dict__))  # a VideoError: one line, exit 2
     return 0
 
 
@@ -642,9 +690,7 @@ def run_video_info(args: argparse.Namespace) -> int:
 
 
 def _add_vae(commands) -> None:
-    vae = commands.add_parser("vae", help="the video compression network").add_subparsers(
-        title="vae commands", metavar="COMMAND"
-    )
+    vae = _group(commands, "vae", "the video compression network")
     p = _command(vae, "train", "train the causal video VAE (resumes from OUT)", run_vae_train)
     p.add_argument("--preset", default="small", help="VAE preset (default: small)")
     p.add_argument("--out", default="runs/vae", help="run folder (default: runs/vae)")
@@ -730,8 +776,16 @@ def run_vae_eval(args: argparse.Namespace) -> int:
         raise ValueError("give VIDEO files to evaluate, --held-out, or both")
     if args.refine_steps < 0:
         raise ValueError(f"--refine-steps must be >= 0, got {args.refine_steps}")
+    if args.max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+    check_writable(args.json_out, "--json")
     model = vae_dir(args.model)
     vae = load_vae(model)
+    least = vae.config.space_compression  # one latent pixel
+    if args.short_side < least:
+        raise ValueError(
+            f"--short-side must be >= {least} (a latent pixel of this VAE), got {args.short_side}"
+        )
     clips = read_clips(args.videos, args.max_frames)
     if args.held_out:
         from kinema.compression.data import evaluation_clips
@@ -802,7 +856,7 @@ def run_train(args: argparse.Namespace) -> int:
 def _add_serve(commands) -> None:
     p = _command(commands, "serve", "the web studio: every generation mode in a browser", run_serve)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--port", type=_port, default=7860, help="port (default: 7860)")
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     p.add_argument(
         "--password", default=None, help="require a login (default: $KINEMA_STUDIO_PASSWORD)"
@@ -815,6 +869,17 @@ def _add_serve(commands) -> None:
     p.add_argument("--max-queue", type=int, default=8, help="requests waiting (default: 8)")
 
 
+def _port(value: str) -> int:
+    """A --port value: a TCP port number, 0 to 65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a whole number in 0..65535, got {value!r}")
+    return port
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import os
 
@@ -824,6 +889,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from kinema.serve.pipeline_generator import PipelineGenerator
     from kinema.serve.studio import Studio
 
+    check_writable(args.outputs, "--outputs", folder=True)
     expander = load_expander(args.expander)
     generator = PipelineGenerator.from_pretrained(args.model)
     limits = StudioLimits(max_queue=args.max_queue)
@@ -927,9 +993,7 @@ def run_caption(args: argparse.Namespace) -> int:
 
 
 def _add_data(commands) -> None:
-    data = commands.add_parser("data", help="training data manifests").add_subparsers(
-        title="data commands", metavar="COMMAND"
-    )
+    data = _group(commands, "data", "training data manifests")
     p = _command(data, "scan", "probe a folder of videos/images into a manifest", run_data_scan)
     p.add_argument("folder", help="folder of videos and images (NAME.txt beside = its caption)")
     p.add_argument("--out", required=True, help="manifest.jsonl to write")
@@ -939,6 +1003,7 @@ def _add_data(commands) -> None:
 def run_data_scan(args: argparse.Namespace) -> int:
     from kinema.data.manifest import scan_folder
 
+    check_writable(args.out, "--out")
     report = scan_folder(args.folder, args.out, recursive=not args.no_recursive)
     print(report.summary())
     return 0
@@ -954,11 +1019,14 @@ def _add_cache(commands) -> None:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--size", default=None, help="fixed WIDTHxHEIGHT (centre crop)")
     size.add_argument(
-        "--pixel-budget", type=int, default=64 * 64, help="native aspect, w*h <= this (4096)"
+        "--pixel-budget",
+        type=_positive_int,
+        default=64 * 64,
+        help="native aspect, w*h <= this (4096)",
     )
-    p.add_argument("--frames", type=int, default=33, help="most frames per clip (default 33)")
+    p.add_argument("--frames", type=_positive_int, default=33, help="most frames per clip (33)")
     p.add_argument("--patch", default="1x2x2", help="DiT patch TxHxW (default 1x2x2)")
-    p.add_argument("--shard-size", type=int, default=64, help="records per shard (default 64)")
+    p.add_argument("--shard-size", type=_positive_int, default=64, help="records per shard (64)")
     p.add_argument(
         "--bf16",
         action="store_true",
@@ -970,6 +1038,17 @@ def _add_cache(commands) -> None:
     p.add_argument(
         "--world-size", type=int, default=None, help="processes (default: $WORLD_SIZE or 1)"
     )
+
+
+def _positive_int(value: str) -> int:
+    """An int >= 1, checked as the command line is read (argparse names the flag)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+    return number
 
 
 def _parse_patch(text: str) -> tuple[int, int, int]:
@@ -989,6 +1068,7 @@ def run_cache(args: argparse.Namespace) -> int:
     from kinema.text import load_text_encoder
     from kinema.world.dataset import parse_size
 
+    check_writable(args.out, "--out", folder=True)
     rank = args.rank if args.rank is not None else int(os.environ.get("RANK", "0"))
     world_size = args.world_size
     if world_size is None:

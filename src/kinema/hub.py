@@ -21,8 +21,10 @@ A Kinema model folder (``models/default`` is the shipped one)::
 (``freeze_encoder``) leaves the transformer's latents as they were, so it can swap in alone.
 
 `save_model` writes the whole folder into a temporary directory and renames it into place, so a
-half-written model folder never exists; it refuses non-finite weights. `load_model` checks every
-hash in ``model_index.json`` before it reads a tensor (safetensors only).
+half-written model folder never exists; it refuses non-finite weights, and replaces only a model
+folder (one with ``model_index.json``, as a re-export does) or an empty one, never a file or a
+folder of anything else. `load_model` checks every hash in ``model_index.json`` before it reads
+a tensor (safetensors only).
 """
 
 from __future__ import annotations
@@ -248,18 +250,20 @@ def save_model(
     high_noise_dit: DiT | None = None,
     int8_delta: bool = False,
 ) -> Path:
-    """Write a whole model folder atomically; returns its path. ``dit_dtype=torch.bfloat16``
-    halves the transformer's size on disk (it is loaded back as float32). `high_noise_dit`, with
-    ``index.high_noise_boundary`` set, is stored as a high-noise expert: the tensors in which it
-    differs from `dit` (at ``dit_dtype``); with `int8_delta` its matrices as int8 differences
-    from `dit`'s, one float32 scale per row (a quarter of float32's bytes, half of bfloat16's)."""
+    """Write a whole model folder atomically; returns its path. An existing `directory` must be
+    a model folder (it is replaced) or empty: ValueError for a file or other contents, before
+    anything is written. ``dit_dtype=torch.bfloat16`` halves the transformer's size on disk (it
+    is loaded back as float32). `high_noise_dit`, with ``index.high_noise_boundary`` set, is
+    stored as a high-noise expert: the tensors in which it differs from `dit` (at
+    ``dit_dtype``); with `int8_delta` its matrices as int8 differences from `dit`'s, one float32
+    scale per row (a quarter of float32's bytes, half of bfloat16's)."""
     if (high_noise_dit is None) != (index.high_noise_boundary is None):
         raise ValueError(
             "a high-noise expert needs index.high_noise_boundary and the boundary needs the "
             f"expert; got boundary {index.high_noise_boundary} and "
             f"{'no expert' if high_noise_dit is None else 'an expert'}"
         )
-    with atomic_directory(directory) as tmp:
+    with atomic_directory(directory, markers=(INDEX_NAME,)) as tmp:
         vae.save_pretrained(tmp / "vae")
         save_dit(dit, tmp / "transformer", dtype=dit_dtype)
         files = {}
@@ -280,7 +284,8 @@ def replace_vae(directory: str | Path, vae_directory: str | Path, out: str | Pat
     """Write model folder `directory` to `out` with the VAE of `vae_directory` in place of its
     own, every hash in the index recomputed. The new VAE must keep the model's encoder and
     latent normalization bit for bit, as a decoder-only fine-tune (``freeze_encoder``) does: the
-    transformer was trained on those latents. Only the decoder may differ."""
+    transformer was trained on those latents. Only the decoder may differ. An existing `out`
+    must be a model folder or empty, as for `save_model`."""
     directory, vae_directory, out = Path(directory), Path(vae_directory), Path(out)
     if out.resolve() == directory.resolve():
         raise ValueError(f"--out {out} is the model folder itself; write the copy elsewhere")
@@ -306,7 +311,7 @@ def replace_vae(directory: str | Path, vae_directory: str | Path, out: str | Pat
             "on the model's latents, so only a decoder fine-tune (freeze_encoder=true, "
             "init_from the model's VAE) can replace it"
         )
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, markers=(INDEX_NAME,)) as tmp:
         shutil.copytree(directory, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("vae"))
         new.save_pretrained(tmp / "vae")
         files = dict(index.files)

@@ -75,6 +75,7 @@ import dataclasses
 import json
 import math
 import numbers
+import os
 import secrets
 import time
 import warnings
@@ -110,6 +111,7 @@ from kinema.modes import (
     spans_of,
 )
 from kinema.modes import blend_seams as blend_window_seams
+from kinema.reports import check_writable
 from kinema.sampling import (
     Solver,
     check_guidance_min_t,
@@ -123,6 +125,7 @@ from kinema.transformer.experts import TimestepExperts
 from kinema.video import (
     WRITE_EXTENSIONS,
     VideoError,
+    check_fps,
     read_image,
     read_video,
     resize_and_crop,
@@ -270,6 +273,22 @@ def check_size(
             )
 
 
+def _check_int(value: object, name: str, low: int, *, or_none: bool = False) -> None:
+    """ValueError naming ``name`` unless ``value`` is an int >= ``low`` (a bool is not one), or
+    None where ``or_none``."""
+    if or_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        valid = f"{'None or ' if or_none else ''}an int >= {low}"
+        raise ValueError(f"{name} must be {valid}, got {value!r}")
+
+
+def _check_bool(value: object, name: str) -> None:
+    """ValueError naming ``name`` unless ``value`` is True or False (not merely truthy)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def resolve_seed(
     seed: int | None, generator: torch.Generator | None
 ) -> tuple[int, torch.Generator]:
@@ -280,7 +299,7 @@ def resolve_seed(
         return generator.initial_seed(), generator
     if seed is None or seed == -1:
         seed = secrets.randbelow(MAX_SEED + 1)
-    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be an int in [0, {MAX_SEED}] (or -1 for random), got {seed!r}")
     return seed, torch.Generator().manual_seed(seed)
 
@@ -436,6 +455,8 @@ class Pipeline:
     ) -> WindowGeometry:
         """Frame arithmetic of this model: windows of at most the model's `max_frames`; chained
         windows of `window_frames` (default: the model's clip length, rounded down to 1 + tc*k)."""
+        _check_int(context_latents, "context_latents", 1)
+        _check_int(window_frames, "window_frames", 1, or_none=True)
         tc = self.vae.config.time_compression
         max_latents = (self.index.limits.max_frames - 1) // tc + 1
         if window_frames is None:
@@ -527,7 +548,7 @@ class Pipeline:
             width=d.width if width is None else width,
             height=d.height if height is None else height,
             num_frames=0,  # known once the inputs are read
-            fps=float(d.fps if fps is None else fps),
+            fps=check_fps(d.fps if fps is None else fps),  # the writer's range
             num_inference_steps=d.num_inference_steps
             if num_inference_steps is None
             else num_inference_steps,
@@ -544,13 +565,14 @@ class Pipeline:
             window_frames=geometry.frames(geometry.window_latents),
             model=None if self.model_dir is None else str(self.model_dir),
             original_prompt=original_prompt,
-            image_first=d.image_first if image_first is None else bool(image_first),
-            blend_seams=bool(blend_seams),
+            image_first=d.image_first if image_first is None else image_first,
+            blend_seams=blend_seams,
             refine_steps=refine_steps,
             camera_noise=d.camera_noise if camera_noise is None else camera_noise,
             held_start=d.held_start if held_start is None else held_start,
         )
         self._check_settings(settings)
+        _check_int(num_frames, "num_frames", 1, or_none=True)
         # 2. inputs, and the mode's timeline and windows
         inputs = self._read_inputs(settings, image, last_image, video, video2)
         if num_frames is None:
@@ -578,20 +600,26 @@ class Pipeline:
         if patch[1] == patch[2]:
             why = f"VAE space compression {sc} x patch {patch[2]}"
         check_size(s.width, s.height, self.size_multiples, limits.min_size, limits.max_size, why)
-        fps = s.fps
-        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < math.inf:
-            raise ValueError(f"fps must be a finite number > 0, got {fps!r}")
+        if not isinstance(s.negative_prompt, str):
+            raise ValueError(
+                f"negative_prompt must be a string ('': no text) or None, got {s.negative_prompt!r}"
+            )
+        strength = s.strength
+        number = isinstance(strength, numbers.Real) and not isinstance(strength, bool)
+        if strength is not None and not (number and 0 < strength <= 1):
+            raise ValueError(
+                f"strength must be None or a number in (0, 1] (1 = ignore the source), "
+                f"got {strength!r}"
+            )
+        _check_bool(s.image_first, "image_first")
+        _check_bool(s.blend_seams, "blend_seams")
         check_guidance_scale(s.guidance_scale, "guidance_scale")
         check_guidance_scale(s.given_guidance_scale, "given_guidance_scale")
         check_shift(s.shift)
         check_camera_noise(s.camera_noise)
         check_held_start(s.held_start)
-        steps = s.num_inference_steps
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"num_inference_steps must be an int >= 1, got {steps!r}")
-        refine = s.refine_steps
-        if refine is not None and (not isinstance(refine, int) or refine < 0):
-            raise ValueError(f"refine_steps must be None or an int >= 0, got {refine!r}")
+        _check_int(s.num_inference_steps, "num_inference_steps", 1)
+        _check_int(s.refine_steps, "refine_steps", 0, or_none=True)
 
     def _read_inputs(
         self,
@@ -819,28 +847,42 @@ class Pipeline:
 
 
 def check_output_path(path: str | Path) -> Path:
-    """``path`` as a Path if `save_output` can write there (a known extension, and no file where
-    a folder of it must be); ValueError naming what is wrong otherwise. Callers check before
-    generating, so a bad path never costs a generation."""
+    """``path`` as a Path if `save_output` can write there (a known extension; a ``.png`` name
+    with a ``%`` is a printf pattern with one int field, e.g. ``frame_%05d.png``; not a folder;
+    the rest as `kinema.reports.check_writable`); ValueError naming what is wrong otherwise.
+    Callers check before generating, so a bad path never costs a generation."""
     path = Path(path)
     if path.suffix.lower() not in WRITE_EXTENSIONS:
         raise ValueError(f"cannot write {path}: use one of {', '.join(WRITE_EXTENSIONS)}")
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
-    return path
+    if _is_png_pattern(path):
+        try:
+            names = {path.name % 0, path.name % 1}
+        except (TypeError, ValueError):
+            names = set()
+        if len(names) != 2 or any(os.sep in n or n.startswith(".") for n in names):
+            raise ValueError(
+                f"cannot write {path}: a .png name with '%' must be a pattern with one int "
+                f"field, like 'frame_%05d.png' ('%%' for a literal %)"
+            )
+    return check_writable(path, "cannot write")  # no folder in its place, a writable folder
+
+
+def _is_png_pattern(path: Path) -> bool:
+    """A ``.png`` path whose name is a printf pattern: one PNG per frame (kinema.video)."""
+    return path.suffix.lower() == ".png" and "%" in path.name
 
 
 def save_output(output: PipelineOutput, path: str | Path, **extra: object) -> tuple[Path, Path]:
     """Write the frames by extension and a JSON sidecar ``NAME.json`` beside them; returns both
     paths. ``.mp4`` (H.264) or ``.gif``; ``.png``: one image, or ``NAME_00000.png``, ... for
-    several frames. ``extra`` (e.g. input paths) is added to the sidecar."""
+    several frames (a name with a printf field, ``clip_%03d.png``, is used as is). ``extra``
+    (e.g. input paths) is added to the sidecar."""
     if output.frames is None:
         raise ValueError("this output has no frames (output_type='latent'); nothing to write")
     path = check_output_path(path)
     suffix = path.suffix.lower()
     target = path
-    if suffix == ".png" and len(output.frames) > 1:
+    if suffix == ".png" and len(output.frames) > 1 and not _is_png_pattern(path):
         target = path.with_name(f"{path.stem}_%05d.png")
     write_video(target, output.frames, fps=output.fps)
     sidecar = path.with_suffix(".json")

@@ -12,12 +12,48 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from kinema.atomic import atomic_write
 
-__all__ = ["read_report", "write_report"]
+__all__ = ["check_writable", "read_report", "write_report"]
+
+
+def check_writable(
+    path: str | os.PathLike[str],
+    flag: str,
+    *,
+    folder: bool = False,
+    suffixes: tuple[str, ...] = (),
+) -> Path:
+    """``path`` as a Path if a file (a folder with ``folder``) can be made there: not empty, not
+    a folder (a file) already, one of ``suffixes`` when given, and no file where one of its parent
+    folders must be. ValueError naming ``flag``, the path and what would do otherwise. Commands
+    call it before any work, so a bad path never costs a run."""
+    text = os.fspath(path)
+    kind = "folder" if folder else "file"
+    if not text.strip():
+        raise ValueError(f"{flag} is empty: give the path of a {kind} to write")
+    path = Path(text)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{flag} {text}: use a name ending in {' or '.join(suffixes)}")
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {text}: is a file; give a folder (new or existing)")
+    if not folder and path.is_dir():
+        raise ValueError(f"{flag} {text}: is a folder; give the path of a file to write")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{flag} {text}: {parent} is a file, not a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists())  # "." at the latest
+    where = existing if existing.is_dir() else existing.parent
+    try:  # a probe file: it also catches what os.access misses (a read-only mount as root)
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as e:
+        raise ValueError(f"{flag} {text}: cannot create files in {where} ({e.strerror})") from None
+    return path
 
 
 def _compressed(path: Path) -> bool:

@@ -44,6 +44,7 @@ __all__ = [
     "Video",
     "VideoError",
     "VideoInfo",
+    "check_fps",
     "crop_frames",
     "probe_video",
     "read_image",
@@ -647,7 +648,8 @@ def _atomic_file(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
-def _check_fps(fps: float) -> float:
+def check_fps(fps: float) -> float:
+    """``fps`` as a float if the writers take it (a number in (0, 1000]), else a ValueError."""
     if not (_is_real(fps) and 0 < fps <= 1000):
         raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}")
     return float(fps)
@@ -793,7 +795,7 @@ def write_video(path: PathLike, frames: np.ndarray, fps: float = 8.0, *, crf: in
         Encoding or writing failed.
     """
     arr = _as_frames(frames)
-    fps = _check_fps(fps)
+    fps = check_fps(fps)
     if not (_is_int(crf) and 0 <= crf <= 51):
         raise ValueError(f"crf must be an int in [0, 51] (lower is better quality), got {crf!r}")
     p = Path(path)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import statistics
 import tempfile
 import time
@@ -60,7 +61,7 @@ from kinema.held_start import check_held_start
 from kinema.hub import GenerationDefaults, ModelIndex, save_model
 from kinema.modes import Mode, Span
 from kinema.pipeline import Pipeline, PipelineOutput, default_refine_steps, to_video_tensor
-from kinema.reports import write_report
+from kinema.reports import check_writable, write_report
 from kinema.sampling import check_guidance_min_t
 from kinema.transformer import DiT, get_preset
 from kinema.world.captions import short_prompt
@@ -111,8 +112,9 @@ class BenchConfig:
             raise ValueError(f"modes (--modes) must name some of {valid}; got {list(modes)}")
         if self.clips < 1:
             raise ValueError(f"clips (--clips) must be >= 1, got {self.clips}")
-        if not self.long_seconds > 0:
-            raise ValueError(f"long_seconds (--long-seconds) must be > 0, got {self.long_seconds}")
+        seconds = self.long_seconds
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"long_seconds (--long-seconds) must be finite and > 0, got {seconds}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps (--steps) must be >= 1, got {self.steps}")
         if self.given_guidance_min_t is not None:
@@ -512,6 +514,7 @@ def main_bench(
         raise ValueError("give either --model DIR or --random-model, not both")
     if vae_dir is not None and not random_model:
         raise ValueError("--vae DIR goes with --random-model (a model folder has its own VAE)")
+    check_writable(json_out, "--json")  # before the bench: a bad path never costs a run
     with tempfile.TemporaryDirectory(prefix="kinema-random-model-") as tmp:
         if random_model:
             model = str(make_random_model(Path(tmp) / "model", config.seed, vae_dir))

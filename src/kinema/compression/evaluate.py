@@ -61,7 +61,13 @@ def load_vae(model_dir: str | Path | None) -> CausalVAE:
 def prepare_frames(
     frames: np.ndarray, short_side: int, multiple: int, time_factor: int
 ) -> np.ndarray:
-    """Trim to 1 + time_factor·k frames; resize the short side; crop H, W to multiples."""
+    """Trim to 1 + time_factor·k frames; resize the short side; crop H, W to multiples.
+    ``short_side`` must be an int of at least ``multiple`` (the VAE's space compression)."""
+    if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < multiple:
+        raise ValueError(
+            f"short_side must be an int >= {multiple} (the VAE's space compression), "
+            f"got {short_side!r}"
+        )
     T = 1 + (frames.shape[0] - 1) // time_factor * time_factor
     H, W = frames.shape[1:3]
     scale = short_side / min(H, W)

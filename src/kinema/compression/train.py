@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,10 +90,39 @@ class VAETrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def check(self) -> None:
+        """ValueError naming the first field outside its bounds (VAE_BOUNDS)."""
+        from kinema.train.config import check_bounds  # here: kinema.train imports this module
+
+        check_bounds(self, VAE_BOUNDS)
+
+
+# (field, what a valid value is, test), checked by VAETrainConfig.check (None passes)
+VAE_BOUNDS: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
+    ("steps", "an int >= 1", lambda v: v >= 1),
+    ("clips_per_step", "an int >= 1", lambda v: v >= 1),
+    ("lr", "a finite number > 0", lambda v: 0 < v < math.inf),
+    ("warmup_steps", "an int >= 0", lambda v: v >= 0),
+    ("min_lr_ratio", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+    ("decay_steps", "an int >= 1 (or None: decay over the whole run)", lambda v: v >= 1),
+    ("weight_decay", "a finite number >= 0", lambda v: 0 <= v < math.inf),
+    ("grad_clip", "a number > 0", lambda v: v > 0),
+    ("threads", "an int >= 1", lambda v: v >= 1),
+    ("log_every", "an int >= 1", lambda v: v >= 1),
+    ("checkpoint_every", "an int >= 1", lambda v: v >= 1),
+    ("keep_checkpoints", "an int >= 1", lambda v: v >= 1),
+    ("max_bad_steps", "an int >= 1", lambda v: v >= 1),
+    ("time_budget_s", "a number >= 0 (or None: no budget)", lambda v: v >= 0),
+)
+
 
 def apply_overrides(config: VAETrainConfig, items: list[str]) -> VAETrainConfig:
-    """`key=value` overrides (JSON values, or bare strings); unknown keys raise ValueError."""
+    """`key=value` overrides (JSON values, or bare strings), each type-checked against its
+    field; an unknown key or a value of the wrong type raises ValueError naming the key."""
+    from kinema.train.config import parse_value  # here: kinema.train imports this module
+
     fields = {f.name for f in dataclasses.fields(config)}
+    hints = typing.get_type_hints(VAETrainConfig)
     changes = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -102,9 +134,7 @@ def apply_overrides(config: VAETrainConfig, items: list[str]) -> VAETrainConfig:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        if isinstance(value, list):
-            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        changes[key] = value
+        changes[key] = parse_value(hints[key], value, key)
     return dataclasses.replace(config, **changes)
 
 
@@ -121,10 +151,7 @@ class VAETrainer:
     def __init__(self, config: VAETrainConfig, data: MixedClipDataset | None = None) -> None:
         if config.preset not in PRESETS:
             raise ValueError(f"unknown VAE preset {config.preset!r}; valid: {sorted(PRESETS)}")
-        if config.keep_checkpoints < 1:
-            raise ValueError(f"keep_checkpoints must be >= 1, got {config.keep_checkpoints}")
-        if config.decay_steps is not None and config.decay_steps < 1:
-            raise ValueError(f"decay_steps must be >= 1 or None, got {config.decay_steps}")
+        config.check()
         self.config = config
         self.out = Path(config.out_dir)
         self.bf16 = resolve_bf16(config.bf16, "cpu")  # autocast or not (it trains on the CPU)

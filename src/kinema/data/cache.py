@@ -223,21 +223,34 @@ def _cache_meta(
 
 
 def _claim_cache_dir(cache_dir: Path, meta: dict[str, Any]) -> None:
-    """Write cache.json, or check that the one there was made the same way (to resume)."""
+    """Write cache.json, or check that the one there was made the same way (to resume). One that
+    no shard was finished under (a run that failed or was stopped first) is replaced."""
     path = cache_dir / META_NAME
-    if path.is_file():
+    if path.is_file() and any((cache_dir / SHARD_DIR).glob("shard-*.jsonl")):
         existing = json.loads(path.read_text())
         if "vae_encoder_sha256" not in existing:  # an older cache: the whole VAE's fingerprint
             meta = {k: v for k, v in meta.items() if k != "vae_encoder_sha256"}
-        differ = sorted(k for k in meta.keys() | existing.keys() if meta.get(k) != existing.get(k))
+        differ = _differences(existing, meta)
         if differ:
             raise ValueError(
-                f"{cache_dir} holds a cache made differently ({', '.join(differ)} differ); "
-                "resume it with the same manifest, VAE, text encoder and settings, or use a new "
-                "--out folder"
+                f"{cache_dir} holds a cache made differently ({'; '.join(differ)}); resume it "
+                "with the same manifest, VAE, text encoder and settings, or use a new --out folder"
             )
         return
     atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """'KEY: OLD there, NEW now' for every key whose values differ, nested dicts key by key
+    (e.g. settings.max_frames)."""
+    lines = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key, "(unset)"), new.get(key, "(unset)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} there, {b!r} now")
+    return lines
 
 
 def _encode_shard(
@@ -326,9 +339,9 @@ def build_cache(
     else:  # raises for a budget below one multiple x multiple frame
         choose_size(geometry.multiple, geometry.multiple, settings.pixel_budget, geometry.multiple)
     meta = _cache_meta(records, vae, text_encoder, settings)
+    mine = rank_share(range(meta["shards"]), rank, world_size)  # checked before the claim
     (cache_dir / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     _claim_cache_dir(cache_dir, meta)
-    mine = rank_share(range(meta["shards"]), rank, world_size)
     todo = [k for k in mine if not _shard_path(cache_dir, k, ".jsonl").is_file()]
     report = CacheReport(cache_dir, meta["shards"], len(mine), 0, len(mine) - len(todo), 0)
     text = TextTokenCache(text_encoder)

@@ -66,6 +66,8 @@ class CaptionJob:
             raise ValueError(f"max_side must be >= 16 pixels, got {self.max_side}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be None (no limit) or >= 0, got {self.limit}")
         if self.requests_per_minute is not None and not self.requests_per_minute > 0:
             raise ValueError(f"requests per minute must be > 0, got {self.requests_per_minute}")
         if Path(self.manifest).resolve() == Path(self.out).resolve():

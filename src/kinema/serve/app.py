@@ -272,19 +272,27 @@ def launch(studio: Studio, options: ServeOptions, block: bool = True):
         )
     app = build_app(studio)
     app.queue(max_size=studio.limits.max_queue, default_concurrency_limit=1)
-    _, url, _ = app.launch(
-        server_name=options.host,
-        server_port=options.port,
-        share=False,
-        auth=(options.user, options.password) if options.password else None,
-        max_file_size=studio.limits.max_upload_bytes,
-        allowed_paths=[str(studio.outputs.directory)],
-        ssr_mode=False,
-        mcp_server=False,
-        pwa=False,
-        inbrowser=False,
-        show_error=True,
-        quiet=True,
-        prevent_thread_lock=not block,
-    )
+    try:
+        _, url, _ = app.launch(
+            server_name=options.host,
+            server_port=options.port,
+            share=False,
+            auth=(options.user, options.password) if options.password else None,
+            max_file_size=studio.limits.max_upload_bytes,
+            allowed_paths=[str(studio.outputs.directory)],
+            ssr_mode=False,
+            mcp_server=False,
+            pwa=False,
+            inbrowser=False,
+            show_error=True,
+            quiet=True,
+            prevent_thread_lock=not block,
+        )
+    except OSError as e:  # Gradio's advice names its own settings, not kinema's flags
+        if e.filename is not None:
+            raise
+        raise OSError(
+            f"cannot serve on {options.host}:{options.port}: the port is in use (or the host is "
+            "not this machine's); pass another --port (or --host)"
+        ) from e
     return app, url

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,15 @@ import yaml
 from kinema.atomic import atomic_write_text
 from kinema.camera_noise import check_camera_noise
 from kinema.compression.train import VAETrainConfig
+from kinema.compression.vae import CHECKPOINT_KIND as VAE_KIND
+from kinema.compression.vae import VAEConfig
 from kinema.held_start import check_held_start
+from kinema.loading import CONFIG_NAME, read_checkpoint_config
 from kinema.precision import check_bf16
 from kinema.sampling import Solver, check_guidance_min_t, check_guidance_scale
 from kinema.transformer import PRESETS as DIT_PRESETS
 from kinema.transformer import DiTConfig
+from kinema.video import check_fps
 
 __all__ = [
     "PRESETS",
@@ -51,6 +57,7 @@ __all__ = [
     "SyntheticDataConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_bounds",
     "config_to_dict",
     "get_preset",
     "load_config",
@@ -630,6 +637,69 @@ def _positive(value: float | int, where: str) -> None:
         raise ConfigError(f"{where} must be positive, got {value!r}")
 
 
+# (dotted key, what a valid value is, test): bounds of single values, whose types parse_value
+# has already checked; a None (an optional value left out) passes
+Bound = tuple[str, str, Callable[[Any], bool]]
+
+BOUNDS: tuple[Bound, ...] = (
+    ("threads", "an int >= 1 (or null: torch's default)", lambda v: v >= 1),
+    ("time_budget_s", "a number >= 0 (0: one step a call; or null: none)", lambda v: v >= 0),
+    ("optim.weight_decay", "a finite number >= 0", lambda v: 0 <= v < math.inf),
+    ("optim.betas", "two numbers in [0, 1)", lambda v: all(0 <= b < 1 for b in v)),
+    ("model.text_max_length", "an int >= 1", lambda v: v >= 1),
+    ("data.synthetic.batch_size", "an int >= 1", lambda v: v >= 1),
+    ("data.synthetic.caption_dropout", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+    ("data.synthetic.condition_probability", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+    ("data.synthetic.corrupt_probability", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+    ("samples.num_frames", "an int >= 1", lambda v: v >= 1),
+    ("samples.steps", "an int >= 1", lambda v: v >= 1),
+)
+
+
+def check_bounds(config: Any, bounds: Iterable[Bound]) -> None:
+    """ConfigError naming the key of the first value outside its bounds (see BOUNDS)."""
+    for key, valid, ok in bounds:
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is not None and not _passes(ok, value):
+            raise ConfigError(f"{key} must be {valid}, got {value!r}")
+
+
+def _passes(ok: Callable[[Any], bool], value: Any) -> bool:
+    """``ok(value)``, False for a value of a type it cannot compare (set without parse_value)."""
+    try:
+        return bool(ok(value))
+    except TypeError:
+        return False
+
+
+def _vae_space_compression(vae: str | None) -> int | None:
+    """The space compression of the VAE folder model.vae names (from its config.json); None
+    where there is none (yet)."""
+    path = None if vae is None else Path(vae) / CONFIG_NAME
+    if path is None or not path.is_file():
+        return None
+    try:
+        return read_checkpoint_config(path, VAE_KIND, "VAE", VAEConfig.from_dict).space_compression
+    except ValueError as e:
+        raise ConfigError(f"model.vae: {e}") from None
+
+
+def _check_sample_size(config: TrainConfig) -> None:
+    """samples.height and .width: positive multiples of the patch times the space compression of
+    the VAE in model.vae (the patch alone while there is none)."""
+    sc = _vae_space_compression(config.model.vae)
+    for name, p in (("height", config.model.patch[1]), ("width", config.model.patch[2])):
+        multiple = (sc or 1) * p
+        why = f"patch {p}" if sc is None else f"VAE space compression {sc} x patch {p}"
+        value = getattr(config.samples, name)
+        if value < 1 or value % multiple:
+            raise ConfigError(
+                f"samples.{name} must be a positive multiple of {multiple} ({why}), got {value}"
+            )
+
+
 def validate(config: TrainConfig) -> None:
     """Checks that span fields; resolves `data.options` against kinema.data.DataConfig."""
     for name in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "max_bad_steps"):
@@ -677,6 +747,12 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(str(err)) from None
     if any(p < 1 for p in config.model.patch):
         raise ConfigError(f"model.patch must be positive, got {config.model.patch}")
+    check_bounds(config, BOUNDS)
+    try:
+        check_fps(config.samples.fps)
+    except ValueError as err:
+        raise ConfigError(f"samples.fps: {err}") from None
+    _check_sample_size(config)
     if config.model.timestep_shift is not None:
         _positive(config.model.timestep_shift, "model.timestep_shift")
     if config.samples.shift is not None:

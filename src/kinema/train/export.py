@@ -101,7 +101,8 @@ def export_run(
 ) -> Path:
     """EMA weights of `run_dir`'s latest checkpoint + its VAE -> a model folder (default
     RUN_DIR/model); `dit_dtype=torch.bfloat16` stores the transformer in bfloat16. A VAE that
-    did not encode the run's cached latents is refused."""
+    did not encode the run's cached latents is refused, and so is an `out` that is a file or a
+    non-empty folder other than a model folder (`kinema.hub.save_model`)."""
     from kinema.compression.vae import CausalVAE
 
     run_dir = Path(run_dir)

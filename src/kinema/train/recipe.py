@@ -142,8 +142,15 @@ class RecipeConfig:
     workers: int | None = None  # world rendering processes (None: up to 8, one per core)
 
     def __post_init__(self) -> None:
+        # checked here, before the folder is claimed, not by a stage hours into the run
         if self.hours is not None and not self.hours > 0:
-            raise ValueError(f"hours must be positive, got {self.hours!r}")
+            raise ValueError(f"--hours must be positive, got {self.hours!r}")
+        world_flags = {"clips": "--clips", "sizes": "--sizes", "frames": "--frames"}
+        _check_clips(self.world, "world", world_flags)
+        _check_clips(self.pans, "pans", {"clips": "--pan-clips"})
+        w = self.workers
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+            raise ValueError(f"--workers must be an int >= 1 or None, got {w!r}")
         if (self.vae is None) == (not self.vae_stages):
             raise ValueError(
                 "a recipe takes either a VAE folder (vae) or the stages that train one "
@@ -165,6 +172,31 @@ class RecipeConfig:
         """What the recipe makes (tuples as lists); `workers` changes only how fast."""
         made = {k: v for k, v in dataclasses.asdict(self).items() if k != "workers"}
         return json.loads(json.dumps(made))
+
+
+def _check_clips(clips: WorldClips, stage: str, flags: dict[str, str]) -> None:
+    """ValueError naming the flag (with the field, e.g. world.clips) of a value that
+    `kinema.world.dataset.make_world` would refuse only once the stages before it have run."""
+    from kinema.world.dataset import parse_camera, parse_size
+
+    def name(key: str) -> str:
+        return f"{flags[key]} ({stage}.{key})" if key in flags else f"{stage}.{key}"
+
+    for key in ("clips", "frames", "seed"):
+        value, low = getattr(clips, key), 0 if key == "seed" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name(key)} must be an int >= {low}, got {value!r}")
+    if not clips.sizes:
+        raise ValueError(f"{name('sizes')} must name at least one WIDTHxHEIGHT, e.g. 64x64")
+    for key, parse, values in (
+        ("sizes", parse_size, ["x".join(str(side) for side in size) for size in clips.sizes]),
+        ("cameras", parse_camera, clips.cameras),
+    ):
+        for value in values:
+            try:
+                parse(value)  # the command line's checks, whose messages say what is valid
+            except ValueError as e:
+                raise ValueError(f"{name(key)}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -290,17 +322,19 @@ def train(config: TrainConfig) -> Path:
 AFTER_TRANSFORMER_S = 180.0
 
 
-def with_deadline(config: TrainConfig, recipe: RecipeConfig, seconds: dict[str, float]) -> Any:
+def with_deadline(
+    config: TrainConfig, recipe: RecipeConfig, seconds: dict[str, float]
+) -> TrainConfig:
     """The transformer's config, ending in time for `recipe.hours` (unchanged without them).
 
     `seconds`: the wall time each stage has taken so far. Every stage but the transformer's was
     spent before it; of the transformer's own, what its trainer does not count (the start-up of
     each process that ran it, and steps lost after its last checkpoint when one was stopped) is
     taken off its deadline too. The expert's steps are reserved at the transformer's rate."""
-    from kinema.checkpoint_folders import STATE, latest_checkpoint
-
     if recipe.hours is None:
         return config
+    from kinema.checkpoint_folders import STATE, latest_checkpoint
+
     spent = sum(v for k, v in seconds.items() if k != "transformer")
     latest = latest_checkpoint(config.out_dir)
     state = json.loads((latest / STATE).read_text()) if latest is not None else {}
@@ -479,7 +513,10 @@ def run_recipe(recipe: RecipeConfig) -> Path:
 def _size(text: str) -> tuple[int, int]:
     from kinema.world.dataset import parse_size
 
-    return parse_size(text)
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise ValueError(f"--sizes: {e}") from None
 
 
 def _parser() -> argparse.ArgumentParser:

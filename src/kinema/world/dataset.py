@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from kinema.atomic import atomic_write
 from kinema.jsonl import read_json_objects
-from kinema.video import write_video
+from kinema.video import check_fps, write_video
 from kinema.world.captions import detailed_caption, short_prompt
 from kinema.world.render import render_scene
 from kinema.world.sampler import sample_scene
@@ -123,12 +123,15 @@ def make_world(
     Clip `i` uses `sizes[i % len(sizes)]` and, when `cameras` names any, the camera move
     `cameras[i % len(cameras)]` (a set of pans only, say); else its camera is drawn. Paths in the
     manifest are relative to `out_dir`. `exclude_heldout` leaves WorldBench's held-out (color,
-    shape) pairs out of every scene.
+    shape) pairs out of every scene. `workers`: processes (see `resolve_workers`; None or 0: one
+    per core, at most 8; 1: in this process).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if num_frames < 1:
         raise ValueError(f"frames must be >= 1, got {num_frames}")
+    fps = check_fps(fps)  # the clips' writer's range
+    workers = resolve_workers(workers)
     if not sizes:
         raise ValueError("sizes must name at least one WIDTHxHEIGHT")
     for width, height in sizes:
@@ -150,7 +153,6 @@ def make_world(
         )
         for i in range(n)
     ]
-    workers = workers or min(os.cpu_count() or 1, 8)
     records = tqdm(
         _map(jobs, workers), total=n, desc="rendering world", unit="clip", disable=not progress
     )
@@ -161,6 +163,16 @@ def make_world(
                 f.write(json.dumps(record) + "\n")
 
     return atomic_write(out / MANIFEST, write)
+
+
+def resolve_workers(workers: int | None) -> int:
+    """Processes for `workers`: None or 0 mean one per core, at most 8; a negative count or a
+    non-int raises ValueError."""
+    if isinstance(workers, bool) or not isinstance(workers, int | None) or (workers or 0) < 0:
+        raise ValueError(
+            f"workers must be an int >= 1 (or 0 / None: one per core, at most 8), got {workers!r}"
+        )
+    return workers or min(os.cpu_count() or 1, 8)
 
 
 def _map(jobs: list[tuple[ClipRequest, str]], workers: int) -> Iterator[dict[str, Any]]:
@@ -182,4 +194,6 @@ def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise ValueError(f"{where}: expected a JSON object with a 'path' field")
         record["path"] = str((path.parent / record["path"]).resolve())
         records.append(record)
+    if not records:
+        raise ValueError(f"manifest {path} holds no clips: nothing to read")
     return records

@@ -8,7 +8,6 @@ the world's colours (:mod:`kinema.world.look`), and the report their mean.
 
 from __future__ import annotations
 
-import os
 from multiprocessing import get_context
 from typing import Any
 
@@ -17,6 +16,7 @@ from tqdm import tqdm
 
 from kinema.video import VideoError, read_video
 from kinema.world.bench import BenchResult, analyze_video, score_video, summarize
+from kinema.world.dataset import resolve_workers
 from kinema.world.look import palette_share
 from kinema.world.spec import SceneSpec
 
@@ -49,11 +49,14 @@ def evaluate_manifest(
     workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """WorldBench report for manifest records (`path` and `spec` fields).
+    """WorldBench report for manifest records (`path` and `spec` fields), scored by `workers`
+    processes (kinema.world.dataset.resolve_workers; None: one per core, at most 8).
 
     Unreadable videos are counted in `unreadable`, fail every check of their spec and have no
     palette share (None; the report's `palette_share` is the mean over readable clips).
     """
+    if not records:
+        raise ValueError("the manifest holds no clips: WorldBench has nothing to score")
     missing = [r.get("path", f"record {i}") for i, r in enumerate(records) if "spec" not in r]
     if missing:
         raise ValueError(
@@ -65,7 +68,7 @@ def evaluate_manifest(
     if shuffle_seed is not None:
         specs = [specs[i] for i in derangement(len(records), shuffle_seed)]
     jobs = [(r["path"], s) for r, s in zip(records, specs, strict=True)]
-    workers = workers or min(os.cpu_count() or 1, 8)
+    workers = resolve_workers(workers)
     if workers > 1 and len(jobs) >= 4:
         with get_context("spawn").Pool(workers) as pool:
             scored = list(

@@ -8,7 +8,8 @@ written as mp4 next to a manifest whose records carry the entry's spec, so
 `kinema.world.evaluate.evaluate_manifest` scores the clips exactly like rendered ones. A clip
 already on disk is kept, so an interrupted run continues where it stopped; the folder records the
 settings its clips were made with (`settings.json`) and refuses to continue under other settings,
-so clips of one model are never scored as another's.
+so clips of one model are never scored as another's (until it holds a clip, a rerun's settings
+replace those of a run that failed).
 """
 
 from __future__ import annotations
@@ -152,10 +153,12 @@ def scene_frames(entry: dict[str, Any], n: int) -> np.ndarray:
 
 
 def _claim_folder(out: Path, settings: dict[str, Any]) -> None:
-    """Record `settings` in `out`, or check them against the ones its clips were made with."""
+    """Record `settings` in `out`, or check them against the ones its clips were made with; those
+    of a folder holding no clip yet (a run that failed before its first) are replaced."""
     settings = json.loads(json.dumps(settings))  # as they read back: tuples become lists
     path = out / SETTINGS
-    if path.is_file():
+    clips = any(out.glob("*.mp4"))
+    if path.is_file() and clips:
         stored = json.loads(path.read_text())
         if stored != settings:
             old = {k: stored.get(k, "(unset)") for k in {*stored, *settings}}
@@ -167,7 +170,7 @@ def _claim_folder(out: Path, settings: dict[str, Any]) -> None:
                 "pass another output folder (--out) or delete this one"
             )
         return
-    if any(out.glob("*.mp4")):
+    if clips:
         raise ValueError(
             f"{out} holds clips but no {SETTINGS}, so what made them is unknown; "
             "pass another output folder (--out) or delete this one"

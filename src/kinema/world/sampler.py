@@ -6,6 +6,8 @@ The same `numpy.random.Generator` state always gives the same spec.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
@@ -95,6 +97,7 @@ def sample_scene(
     No object of the scene has a (color, shape) pair in `exclude_pairs`: training sets leave out
     WorldBench's held-out combinations this way (`kinema.world.suite.HELDOUT_PAIRS`).
     """
+    _check_scene_fps(fps)
     view = (width / min(width, height), height / min(width, height))
     duration = (num_frames - 1) / fps
     for attempt in range(MAX_TRIES):
@@ -130,6 +133,14 @@ def sample_scene(
         f"{width}x{height}, {num_frames} frames at {fps} fps in {MAX_TRIES} tries; "
         "shorter clips or slower motion fit more easily"
     )
+
+
+def _check_scene_fps(fps: float) -> float:
+    """``fps`` as a float if it is a finite number > 0, else a ValueError naming it (a scene's
+    timing; writing it as a video checks the writer's range, `kinema.video.check_fps`)."""
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < math.inf:
+        raise ValueError(f"fps must be a finite number > 0, got {fps!r}")
+    return float(fps)
 
 
 def is_valid(spec: SceneSpec) -> bool:
