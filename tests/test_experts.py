@@ -169,7 +169,9 @@ def test_an_expert_and_its_boundary_come_together(tmp_path):
     index = ModelIndex().to_dict()
     for bad in (0, "0.9", True):
         index["high_noise_boundary"] = bad
-        with pytest.raises(ValueError, match=r"high_noise_boundary must be a number in \(0, 1\]"):
+        with pytest.raises(
+            ValueError, match=r"high_noise_boundary \(--boundary\) must be a number in \(0, 1\]"
+        ):
             ModelIndex.from_dict(index)
     with pytest.raises(ValueError, match=r"got 1\.5"):
         ModelIndex(high_noise_boundary=1.5)  # nor is one written

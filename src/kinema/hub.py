@@ -158,7 +158,9 @@ class ModelIndex:
         if b is not None and (
             isinstance(b, bool) or not isinstance(b, int | float) or not 0 < b <= 1
         ):
-            raise ValueError(f"high_noise_boundary must be a number in (0, 1] or null, got {b!r}")
+            raise ValueError(
+                f"high_noise_boundary (--boundary) must be a number in (0, 1] or null, got {b!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

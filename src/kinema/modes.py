@@ -442,7 +442,9 @@ def _i2v(inputs: ModeInputs, n: int, geometry: WindowGeometry) -> ModeSpec:
     tc = geometry.time_compression
     if inputs.last_image is None:
         if n < 2:
-            raise ValueError(f"i2v makes frames after the image: num_frames must be >= 2, got {n}")
+            raise ValueError(
+                f"i2v makes frames after the image: num_frames (--frames) must be >= 2, got {n}"
+            )
         window = _generated_window(n, geometry)
         generate = window.generate.copy()
         generate[0] = False
@@ -635,5 +637,5 @@ def build_mode_spec(
     mode = Mode.parse(mode)
     check_inputs(mode, inputs)
     if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        raise ValueError(f"num_frames (--frames) must be >= 1, got {num_frames}")
     return BUILDERS[mode](inputs, num_frames, geometry)
