@@ -90,3 +90,29 @@ def test_data_scan_command_prints_a_summary(world, tmp_path, capsys):
     assert "found 4 media files: 3 readable, 1 skipped, 1 with captions" in printed
     assert "broken.mp4" in printed and out.is_file()
     assert isinstance(read_manifest(out)[0], ClipRecord)
+
+
+def test_scan_decodes_utf8_16_32_captions_and_reports_others(tmp_path, capsys):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    captions = {
+        "plain": "café au lait".encode(),
+        "bom8": "café au lait".encode("utf-8-sig"),
+        "bom16": "café au lait".encode("utf-16"),  # with its BOM
+        "bom32": "café au lait".encode("utf-32"),
+        "latin1": "café au lait".encode("latin-1"),  # not UTF-8 and no BOM: reported
+        "nobom16": "a red ball".encode("utf-16-le"),  # valid UTF-8 but NULs: reported
+    }
+    frame = np.zeros((1, 16, 16, 3), np.uint8)
+    for name, data in captions.items():
+        write_video(folder / f"{name}.png", frame)
+        (folder / f"{name}.txt").write_bytes(data)
+    report = scan_folder(folder, tmp_path / "m.jsonl", progress=False)
+    records = {Path(r.path).stem: r.caption for r in read_manifest(report.manifest)}
+    assert records == {**dict.fromkeys(["plain", "bom8", "bom16", "bom32"], "café au lait"),
+                       "latin1": None, "nobom16": None}  # fmt: skip
+    assert [Path(p).name for p, _ in report.bad_captions] == ["latin1.txt", "nobom16.txt"]
+    summary = report.summary()
+    assert "6 readable, 0 skipped, 4 with captions, 2 captions undecodable" in summary
+    assert "caption skipped" in summary and "latin1.txt: not utf-8-sig" in summary
+    assert "nobom16.txt: NUL characters" in summary

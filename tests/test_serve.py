@@ -215,7 +215,8 @@ def test_size_for_aspect() -> None:
     assert size_for_aspect("1:1", 64, LIMITS) == (64, 64)
     assert size_for_aspect("16:9", 128, LIMITS) == (128, 64)  # 72 rounds to 64
     assert size_for_aspect("9:16", 64, LIMITS) == (32, 64)  # 36 rounds to 32
-    assert size_for_aspect("3:4", 32, LIMITS) == (32, 32)  # never below min_size
+    with pytest.raises(LimitError, match=r"size 32 is too small for aspect 3:4: .* 3:4 is 48$"):
+        size_for_aspect("3:4", 32, LIMITS)  # (32, 32) would lose the aspect
     with pytest.raises(LimitError, match="aspect '5:1' is not offered"):
         size_for_aspect("5:1", 64, LIMITS)
     with pytest.raises(LimitError, match=r"^size 70 is not a multiple of 16"):
@@ -375,12 +376,11 @@ def test_studio_expands_before_generating_when_asked(tmp_path) -> None:
 # --- the real Pipeline behind the protocol ------------------------------------------------------
 
 
-def test_read_video_at_size_matches_a_whole_read(clip, monkeypatch) -> None:
-    monkeypatch.setattr("kinema.serve.pipeline_generator.CHUNK_FRAMES", 5)
-    chunked = read_video_at_size(clip, 32, 32, fps=4)
+def test_read_video_at_size_matches_a_whole_read(clip) -> None:
+    at_size = read_video_at_size(clip, 32, 32, fps=4)
     whole = resize_and_crop(read_video(clip, fps=4).frames, 32, 32)
-    assert chunked.shape == whole.shape == (6, 32, 32, 3)
-    np.testing.assert_array_equal(chunked, whole)
+    assert at_size.shape == whole.shape == (6, 32, 32, 3)
+    np.testing.assert_array_equal(at_size, whole)
 
 
 def test_pipeline_generator_serves_a_tiny_model(tmp_path, clip) -> None:

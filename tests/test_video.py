@@ -262,8 +262,8 @@ def test_mp4_write_speed(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def nearest_indices(times: np.ndarray, targets: np.ndarray) -> list[int]:
-    return [int(np.argmin(np.abs(times - tau))) for tau in targets]  # ties go to the earlier
+def on_screen_indices(times: np.ndarray, targets: np.ndarray) -> list[int]:
+    return [int(np.searchsorted(times, tau, side="right")) - 1 for tau in targets]
 
 
 @pytest.mark.parametrize(
@@ -278,7 +278,7 @@ def nearest_indices(times: np.ndarray, targets: np.ndarray) -> list[int]:
         ({"fps": 4}, list(range(0, 33, 2)), 4.0),
         ({"fps": 16}, list(np.repeat(np.arange(33), 2)), 16.0),
         ({"start": 1.0, "end": 2.0, "fps": 4}, [8, 10, 12, 14], 4.0),
-        ({"fps": 3}, nearest_indices(np.arange(33) / 8, np.arange(13) / 3), 3.0),
+        ({"fps": 3}, on_screen_indices(np.arange(33) / 8, np.arange(13) / 3), 3.0),
         ({"end": 100.0}, list(range(33)), 8.0),
     ],
 )

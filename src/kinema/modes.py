@@ -102,6 +102,7 @@ class ModeInputs:
     video: np.ndarray | None = None  # (T, H, W, 3) to extend, edit, or connect from
     video2: np.ndarray | None = None  # (T, H, W, 3) to connect into
     strength: float | None = None  # SDEdit strength in (0, 1] (edit)
+    fps: float | None = None  # the output's frame rate, the videos' rate here (named in errors)
     # t2v (and long or loop without an image): make frame 0 first, as an image, then the clip
     # from it (factorized text-to-video, as Emu Video); False: the whole clip at once
     image_first: bool = False
@@ -404,12 +405,16 @@ def _check_single_window(mode: Mode, num_frames: int, geometry: WindowGeometry) 
         )
 
 
-def _check_context(name: str, video: np.ndarray, need: int, geometry: WindowGeometry) -> None:
+def _check_context(
+    name: str, video: np.ndarray, need: int, geometry: WindowGeometry, fps: float | None
+) -> None:
     if len(video) < need:
+        # frames are counted after resampling, so a long-enough file at a higher rate can fail
+        rate = "" if fps is None else f" at {fps:g} fps (the video resampled to the output's rate)"
         raise ValueError(
-            f"{name} has {len(video)} frames, too short for the context: it needs at least {need} "
-            f"({geometry.context_latents} latent frames of context); give a longer video or "
-            f"fewer context latent frames"
+            f"{name} has {len(video)} frames{rate}, too short for the context: it needs at least "
+            f"{need} ({geometry.context_latents} latent frames of context); give a longer video "
+            f"or fewer context latent frames (--context-latents, context_latents in the API)"
         )
 
 
@@ -488,7 +493,7 @@ def _edit(inputs: ModeInputs, n: int, geometry: WindowGeometry) -> ModeSpec:
 def _extend_forward(inputs: ModeInputs, n: int, geometry: WindowGeometry) -> ModeSpec:
     video = inputs.video
     assert video is not None
-    _check_context("the video", video, geometry.context_before, geometry)
+    _check_context("the video", video, geometry.context_before, geometry, inputs.fps)
     windows = forward_windows(len(video), n, geometry)
     end = int(max(w.frame_ids.max() for w in windows)) + 1
     return ModeSpec(Mode.EXTEND_FORWARD, end, 0, len(video) + n, tuple(windows), ((0, video),))
@@ -497,7 +502,7 @@ def _extend_forward(inputs: ModeInputs, n: int, geometry: WindowGeometry) -> Mod
 def _extend_backward(inputs: ModeInputs, n: int, geometry: WindowGeometry) -> ModeSpec:
     video = inputs.video
     assert video is not None
-    _check_context("the video", video, geometry.context_after, geometry)
+    _check_context("the video", video, geometry.context_after, geometry, inputs.fps)
     sizes = backward_new_frames(n, geometry)
     offset = sum(sizes)  # the video starts at this slot
     windows = backward_windows(offset, sizes, geometry)
@@ -511,8 +516,8 @@ def _connect(inputs: ModeInputs, n: int, geometry: WindowGeometry) -> ModeSpec:
     a, b = inputs.video, inputs.video2
     assert a is not None and b is not None
     tc = geometry.time_compression
-    _check_context("video", a, geometry.context_before, geometry)
-    _check_context("video2", b, geometry.context_after, geometry)
+    _check_context("video", a, geometry.context_before, geometry, inputs.fps)
+    _check_context("video2", b, geometry.context_after, geometry, inputs.fps)
     room = geometry.max_frames - geometry.context_before - geometry.context_after
     if n < tc or n % tc or n > room:
         raise ValueError(

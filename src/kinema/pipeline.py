@@ -637,6 +637,7 @@ class Pipeline:
             video=None if video is None else load_video(video, *size, s.fps, "video"),
             video2=None if video2 is None else load_video(video2, *size, s.fps, "video2"),
             strength=s.strength,
+            fps=s.fps,
             image_first=s.image_first,
         )
 

@@ -69,6 +69,9 @@ STILL_IMAGE_FPS = 1.0
 # frames, starting thread pools (and x264's frame-threading latency) costs more than it saves.
 _SINGLE_THREAD_PIXELS = 256 * 256
 _EPS = 1e-6  # seconds; timestamp comparison tolerance
+# Seconds a frame may start after an output time and still count as on screen at it when
+# resampling to an fps: GIF delays are whole centiseconds, so GIF frames start up to 5 ms late.
+_START_SLACK = 0.005
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -319,14 +322,69 @@ def _sws_threads(height: int, width: int) -> int | None:
     return 1 if height * width <= _SINGLE_THREAD_PIXELS else None
 
 
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns (for ``np.rot90``) that show ``frame`` upright.
+
+    Phones store portrait video as landscape frames plus a display matrix; PyAV reports its
+    rotation in degrees counter-clockwise (-90: turn clockwise, as players do).
+    """
+    return round(frame.rotation / 90) % 4
+
+
 def _to_rgb(
     reformatter: VideoReformatter, frame: av.VideoFrame, height: int, width: int
 ) -> np.ndarray:
-    # (H, W, 3) uint8. Reusing one reformatter keeps one swscale context for the whole clip;
-    # the size is forced so that a mid-stream resolution change cannot break stacking.
+    # (H, W, 3) uint8, upright. Reusing one reformatter keeps one swscale context for the whole
+    # clip; the size is forced so that a mid-stream resolution change cannot break stacking.
     threads = _sws_threads(height, width)
     rgb = reformatter.reformat(frame, width=width, height=height, format="rgb24", threads=threads)
-    return rgb.to_ndarray()
+    turns = _quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(rgb.to_ndarray(), turns)) if turns else rgb.to_ndarray()
+
+
+def _frame_seconds(frame: av.VideoFrame, stream: av.VideoStream) -> float | None:
+    """How long ``frame`` is shown, from its own duration field; None if not stored."""
+    if frame.duration and stream.time_base is not None:
+        return float(frame.duration * stream.time_base)
+    return None
+
+
+def _on_screen(
+    timed: Iterator[tuple[float, av.VideoFrame]],
+    stream: av.VideoStream,
+    start: float,
+    end: float | None,
+    fps: float,
+) -> Iterator[av.VideoFrame]:
+    """For each output time ``start + k / fps`` before ``end`` and the end of the video, the
+    frame on screen then: the last one that starts at or before it, so a frame held for a second
+    is repeated for a second (variable frame rates). The last frame lasts its own duration
+    (else the previous interval). A start up to ``_START_SLACK`` (half an output frame at most)
+    after an output time counts as at it: GIF delays are whole centiseconds, so a GIF frame
+    meant to start at 0.375 s starts at 0.38 s."""
+    slack = min(_START_SLACK, 0.5 / fps) + _EPS
+    stop_at_end = math.inf if end is None else end - _EPS
+    k = 0  # next output frame
+
+    def show(frame: av.VideoFrame, until: float) -> Iterator[av.VideoFrame]:
+        nonlocal k
+        while start + k / fps < min(until - slack, stop_at_end):
+            yield frame
+            k += 1
+
+    prev: tuple[float, av.VideoFrame] | None = None  # the frame on screen before time t
+    gap = None  # seconds between the last two frames
+    for t, frame in timed:
+        if prev is not None:
+            yield from show(prev[1], t)
+            gap = t - prev[0]
+        if t >= stop_at_end:
+            return
+        prev = (t, frame)
+    if prev is not None:
+        t, frame = prev
+        fallback = gap or 1.0 / (_stream_fps(stream) or STILL_IMAGE_FPS)
+        yield from show(frame, t + (_frame_seconds(frame, stream) or fallback))
 
 
 def _decode_range(
@@ -336,8 +394,9 @@ def _decode_range(
     stride: int,
     fps: float | None,
     max_frames: int | None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], float, float | None]:
-    """Decode the frames :func:`read_video` selects.
+    """Decode the frames :func:`read_video` selects (``transform`` applied to each).
 
     Returns ``(frames, source_fps, last_timestamp)``: a list of ``(H, W, 3)`` uint8 arrays (one
     array may repeat when upsampling), the source rate (from metadata, else from timestamps)
@@ -346,7 +405,6 @@ def _decode_range(
     container, stream = _open_video(path)
     with container:
         height, width = stream.codec_context.height, stream.codec_context.width
-        meta_fps = _stream_fps(stream)
         out: list[np.ndarray] = []
         to_rgb = VideoReformatter()
         converted: tuple[av.VideoFrame | None, np.ndarray] = (None, np.empty(0, np.uint8))
@@ -357,50 +415,46 @@ def _decode_range(
             if not height or not width:
                 height, width = frame.height, frame.width
             if converted[0] is not frame:  # upsampling repeats a frame: convert it once
-                converted = (frame, _to_rgb(to_rgb, frame, height, width))
+                rgb = _to_rgb(to_rgb, frame, height, width)
+                converted = (frame, rgb if transform is None else transform(rgb))
             out.append(converted[1])
             return max_frames is not None and len(out) >= max_frames
 
         first_t: float | None = None  # first in-range timestamp
         last_t: float | None = None  # last decoded timestamp
-        prev: tuple[float, av.VideoFrame] | None = None  # last in-range frame
+        prev_t: float | None = None  # last in-range timestamp
         n_in_range = 0
-        j = 0  # next fps-mode target: start + j / fps
-        full = hit_end = False
-        for t, frame in _timed_frames(container, stream, start):
-            last_t = t
-            if t < start - _EPS:
-                continue
-            if end is not None and t >= end - _EPS:
-                hit_end = True
-                break
-            if first_t is None:
-                first_t = t
-            if fps is None:
-                full = n_in_range % stride == 0 and emit(frame)
-            else:
-                # targets up to t: nearest of the previous in-range frame and this one
-                while not full and (tau := start + j / fps) <= t + _EPS:
-                    use_prev = prev is not None and tau - prev[0] <= t - tau
-                    full = emit(prev[1] if use_prev and prev is not None else frame)
-                    j += 1
-            prev = (t, frame)
-            n_in_range += 1
-            if full:
-                break
 
-        src_fps = meta_fps
+        def inside(t: float) -> bool:
+            return t >= start - _EPS and (end is None or t < end - _EPS)
+
+        def decoded() -> Iterator[tuple[float, av.VideoFrame]]:
+            """Frames up to the first at or after ``end``, counting those inside the range."""
+            nonlocal first_t, last_t, prev_t, n_in_range
+            for t, frame in _timed_frames(container, stream, start):
+                last_t = t
+                if inside(t):
+                    first_t = t if first_t is None else first_t
+                    prev_t = t
+                    n_in_range += 1
+                yield t, frame
+                if end is not None and t >= end - _EPS:
+                    return
+
+        if fps is not None:
+            for frame in _on_screen(decoded(), stream, start, end, fps):
+                if emit(frame):
+                    break
+        else:
+            chosen = (f for t, f in decoded() if inside(t))
+            for frame in itertools.islice(chosen, 0, None, stride):
+                if emit(frame):
+                    break
+
+        src_fps = _stream_fps(stream)
         if src_fps is None:
-            span = prev[0] - first_t if prev is not None and first_t is not None else 0.0
+            span = prev_t - first_t if prev_t is not None and first_t is not None else 0.0
             src_fps = (n_in_range - 1) / span if n_in_range > 1 and span > 0 else STILL_IMAGE_FPS
-        if fps is not None and prev is not None and not full:
-            # targets after the last in-range frame: it is shown until the range or video ends
-            stop = end if hit_end and end is not None else prev[0] + 1.0 / src_fps
-            if end is not None:
-                stop = min(stop, end)
-            while not full and start + j / fps < stop - _EPS:
-                full = emit(prev[1])
-                j += 1
         return out, src_fps, last_t
 
 
@@ -434,9 +488,10 @@ def read_image(path: PathLike) -> np.ndarray:
 def probe_video(path: PathLike) -> VideoInfo:
     """Read size, frame count, frame rate and duration from container metadata.
 
-    Frames are decoded (and counted) only when the container stores no frame count (e.g. WebM,
-    MKV, GIF). A still image (see ``IMAGE_EXTENSIONS``) is reported as one frame at
-    ``STILL_IMAGE_FPS``.
+    The size is the displayed one: for a stream rotated by ±90° (phone video), the width is the
+    coded height. The first frame is decoded for its rotation; the others are decoded (and
+    counted) only when the container stores no frame count (e.g. WebM, MKV, GIF). A still
+    image (see ``IMAGE_EXTENSIONS``) is reported as one frame at ``STILL_IMAGE_FPS``.
     """
     p = _check_readable(path)
     if _is_image(p):
@@ -455,13 +510,14 @@ def probe_video(path: PathLike) -> VideoInfo:
         with container:
             cc = stream.codec_context
             fps = _stream_fps(stream)
+            timed = _timed_frames(container, stream, 0.0)
+            first = next(timed, None)  # its display matrix says how the frames are turned
             n = int(stream.frames or 0)
             last_t = None
-            if n <= 0:
-                n = 0
-                for t, _ in _timed_frames(container, stream, 0.0):
-                    n += 1
-                    last_t = t
+            if n <= 0 and first is not None:
+                n, last_t = 1, first[0]
+                for t, _ in timed:
+                    n, last_t = n + 1, t
             if fps is None:
                 fps = (n - 1) / last_t if last_t and n > 1 else 1.0
             if stream.duration is not None and stream.time_base is not None:
@@ -472,7 +528,10 @@ def probe_video(path: PathLike) -> VideoInfo:
                 duration = n / fps
             if n == 0:
                 raise VideoError(f"cannot read {os.fspath(path)!r}: video stream has no frames")
-            return VideoInfo(int(cc.width), int(cc.height), n, fps, duration, cc.name)
+            width, height = int(cc.width), int(cc.height)
+            if first is not None and _quarter_turns(first[1]) % 2:  # shown as portrait
+                width, height = height, width
+            return VideoInfo(width, height, n, fps, duration, cc.name)
 
     return _wrap(path, "probe video", probe)
 
@@ -485,6 +544,7 @@ def read_video(
     stride: int = 1,
     fps: float | None = None,
     max_frames: int | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Video:
     """Decode a clip (mp4/H.264, avi, webm, mkv, gif, ...) to RGB frames.
 
@@ -492,7 +552,8 @@ def read_video(
     ----------
     path
         Any file FFmpeg can demux; still images (``IMAGE_EXTENSIONS``) are read with Pillow as a
-        one-frame video at ``STILL_IMAGE_FPS`` (or ``fps``), ignoring start/end/stride.
+        one-frame video at ``STILL_IMAGE_FPS`` (or ``fps``), ignoring start/end/stride. Frames
+        are turned upright by the stream's rotation (display matrix), as players show them.
     start, end
         Keep frames whose timestamp ``t`` satisfies ``start <= t < end`` (seconds from the first
         frame; ``end=None`` means the end of the video). Seeks to ``start`` when possible.
@@ -500,10 +561,16 @@ def read_video(
         Keep every ``stride``-th frame of that range, starting with the first. Output fps is
         ``source_fps / stride``.
     fps
-        Resample to this rate instead: output frame ``j`` is the source frame whose timestamp is
-        nearest ``start + j / fps`` (frames repeat when upsampling). Exclusive with ``stride``.
+        Resample to this rate instead: output frame ``j`` is the source frame on screen at
+        ``start + j / fps`` (the last one starting at or before it; a start up to 5 ms later,
+        as GIF centisecond delays make, counts as at it), until ``end`` or the end of the
+        video's last frame. Frames repeat when upsampling or when the source holds a frame
+        (variable frame rate). Exclusive with ``stride``.
     max_frames
         Stop after this many output frames.
+    transform
+        Applied to each ``(H, W, 3)`` frame as it is decoded (e.g. a resize, so that a long
+        clip never sits in memory at full size); it must return frames of one shape.
 
     Returns
     -------
@@ -520,11 +587,13 @@ def read_video(
     _check_read_args(start, end, stride, fps, max_frames)
     p = _check_readable(path)
     if _is_image(p):
-        image = read_image(p)
+        image = read_image(p) if transform is None else transform(read_image(p))
         return Video(image[None], float(fps) if fps is not None else STILL_IMAGE_FPS)
 
     frames, src_fps, last_t = _wrap(
-        path, "read video", lambda: _decode_range(p, start, end, stride, fps, max_frames)
+        path,
+        "read video",
+        lambda: _decode_range(p, start, end, stride, fps, max_frames, transform),
     )
     if not frames:
         if last_t is None:

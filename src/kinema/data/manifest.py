@@ -9,6 +9,7 @@ such manifests; ``kinema data scan DIR`` writes one for a folder of videos and i
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import os
@@ -38,6 +39,14 @@ VIDEO_EXTENSIONS = frozenset(
 )
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
 CAPTION_SUFFIX = ".txt"  # NAME.txt beside NAME.mp4 is NAME.mp4's caption
+# A caption's encoding is UTF-8 (with or without a BOM) or UTF-16/32 marked by its BOM; UTF-32's
+# BOMs come first, as UTF-32-LE's starts with UTF-16-LE's.
+_CAPTION_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 _FIELDS = ("path", "width", "height", "frames", "fps", "prompt", "caption")
 
@@ -131,13 +140,17 @@ class ScanReport:
     readable: int  # files probed successfully (= records in the manifest)
     with_captions: int  # readable files with a sidecar NAME.txt caption
     skipped: list[tuple[str, str]]  # (path, why) of files that could not be probed
+    # (path, why) of sidecar captions that could not be decoded (their clips have no caption)
+    bad_captions: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [
             f"found {self.found} media files: {self.readable} readable, "
             f"{len(self.skipped)} skipped, {self.with_captions} with captions"
+            + (f", {len(self.bad_captions)} captions undecodable" if self.bad_captions else "")
         ]
         lines += [f"  skipped {path}: {why}" for path, why in self.skipped]
+        lines += [f"  caption skipped {path}: {why}" for path, why in self.bad_captions]
         lines.append(f"manifest: {self.manifest}")
         return "\n".join(lines)
 
@@ -153,12 +166,24 @@ def _media_files(folder: Path, recursive: bool, exclude: Sequence[Path]) -> list
     return sorted(files)
 
 
-def _sidecar_caption(media: Path) -> str | None:
+def _sidecar_caption(media: Path, bad_captions: list[tuple[str, str]]) -> str | None:
+    """The text of NAME.txt beside ``media``, or None; one that does not decode is appended to
+    ``bad_captions`` with why, never decoded with replacement characters."""
     sidecar = media.with_name(media.stem + CAPTION_SUFFIX)
     if not sidecar.is_file():
         return None
-    text = sidecar.read_text(encoding="utf-8", errors="replace").strip()
-    return text or None
+    data = sidecar.read_bytes()
+    encoding = next((enc for bom, enc in _CAPTION_BOMS if data.startswith(bom)), "utf-8-sig")
+    try:
+        text = data.decode(encoding).strip()
+    except UnicodeDecodeError as e:
+        why = f"not {encoding} ({e.reason} at byte {e.start})"
+    else:
+        if "\x00" not in text:  # NULs: UTF-16/32 without a BOM, or not text at all
+            return text or None
+        why = "NUL characters (UTF-16 or UTF-32 without a BOM?)"
+    bad_captions.append((str(sidecar), f"{why}; save it as UTF-8"))
+    return None
 
 
 def scan_folder(
@@ -176,7 +201,7 @@ def scan_folder(
     if not folder.is_dir():
         raise FileNotFoundError(f"not a folder: {folder}")
     files = _media_files(folder, recursive, exclude=[Path(out).resolve()])
-    records, skipped = [], []
+    records, skipped, bad_captions = [], [], []
     for media in tqdm(files, desc="probing", unit="file", disable=not progress):
         try:
             info = probe_video(media)
@@ -195,7 +220,7 @@ def scan_folder(
                 height=info.height,
                 frames=info.num_frames,
                 fps=info.fps,
-                caption=_sidecar_caption(media),
+                caption=_sidecar_caption(media, bad_captions),
                 extra={"duration": info.duration, "codec": info.codec},
             )
         )
@@ -206,4 +231,5 @@ def scan_folder(
         readable=len(records),
         with_captions=sum(r.caption is not None for r in records),
         skipped=skipped,
+        bad_captions=bad_captions,
     )

@@ -197,7 +197,9 @@ class _Text:
 
     def __init__(self, prompt: str) -> None:
         text = prompt.lower().replace("grey", "gray").replace("colour", "color")
-        text = re.sub(r"[^a-z0-9'\- ]+", " ", text)
+        # letters of any script stay inside their word (so "café" is reported whole); everything
+        # else but apostrophes and hyphens (punctuation, emoji, "_") separates words
+        text = re.sub(r"(?:[^\w'\- ]|_)+", " ", text)
         self.text = re.sub(r"\btowards\b", "toward", text)
         self.used = [False] * len(self.text)
 

@@ -15,28 +15,18 @@ from kinema.serve.generator import (
     GeneratorInfo,
     ProgressFn,
 )
-from kinema.video import probe_video, read_video, resize_and_crop
+from kinema.video import read_video, resize_and_crop
 
 __all__ = ["PipelineGenerator", "read_video_at_size"]
-
-CHUNK_FRAMES = 32  # uploads are decoded and shrunk this many frames at a time
 
 
 def read_video_at_size(
     path: str | os.PathLike[str], width: int, height: int, fps: float
 ) -> np.ndarray:
-    """A video resampled to `fps` and resized/center-cropped to (height, width), decoded in
-    chunks so a large upload never sits in memory at full resolution. (T, height, width, 3)."""
-    duration = probe_video(path).duration
-    chunks, start, step = [], 0.0, CHUNK_FRAMES / fps
-    while start < duration or not chunks:
-        try:
-            clip = read_video(path, start=start, end=start + step, fps=fps)
-        except ValueError:  # start is past the last frame
-            break
-        chunks.append(resize_and_crop(clip.frames, height, width))
-        start += step
-    return np.concatenate(chunks)
+    """`read_video(path, fps=fps)` resized/center-cropped to (height, width): the same frames as
+    on the command line, decoded in one pass and shrunk frame by frame so that a large upload
+    never sits in memory at full resolution. (T, height, width, 3)."""
+    return read_video(path, fps=fps, transform=lambda f: resize_and_crop(f, height, width)).frames
 
 
 class PipelineGenerator:

@@ -123,15 +123,35 @@ def effective_limits(limits: StudioLimits, info: GeneratorInfo) -> StudioLimits:
 
 def size_for_aspect(aspect: str, size: object, limits: StudioLimits) -> tuple[int, int]:
     """(width, height) with the longer side `size` and the shorter one from the aspect ratio,
-    rounded to the size multiple and kept within the limits."""
+    rounded to the size multiple; LimitError naming the smallest size that keeps the aspect when
+    the shorter side would fall below the minimum or round up to a square."""
     if aspect not in ASPECTS:
         raise LimitError(f"aspect {aspect!r} is not offered; choose one of {', '.join(ASPECTS)}")
     long_side = check_side(size, limits, "size")
     aw, ah = ASPECTS[aspect]
+    short, problem = _short_side(long_side, aw, ah, limits)
+    if problem:
+        m = limits.size_multiple
+        sides = range(-(-limits.min_size // m) * m, limits.max_size + 1, m)
+        fits = [s for s in sides if not _short_side(s, aw, ah, limits)[1]]
+        smallest = f"is {fits[0]}" if fits else f"is above the largest size, {limits.max_size}"
+        raise LimitError(
+            f"size {long_side} is too small for aspect {aspect}: its shorter side would be "
+            f"{short} pixels, {problem}; the smallest size that keeps {aspect} {smallest}"
+        )
+    return (long_side, short) if aw >= ah else (short, long_side)
+
+
+def _short_side(long_side: int, aw: int, ah: int, limits: StudioLimits) -> tuple[int, str]:
+    """(the shorter side for aspect aw:ah rounded to the size multiple, why it loses the aspect:
+    "" when it keeps it). Raising a too-short side to the minimum would make another aspect."""
     m = limits.size_multiple
     short = round(long_side * min(aw, ah) / max(aw, ah) / m) * m
-    short = min(max(short, limits.min_size), long_side)
-    return (long_side, short) if aw >= ah else (short, long_side)
+    if short < limits.min_size:
+        return short, f"below the {limits.min_size}-pixel minimum"
+    if aw != ah and short >= long_side:
+        return short, f"a square once rounded to a multiple of {m}"
+    return short, ""
 
 
 def frames_for(mode: Mode, seconds: object, fps: float, limits: StudioLimits) -> int:
