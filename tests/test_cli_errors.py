@@ -7,17 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kinema.cli import main
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `kinema argv…`, argparse exits included."""
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+from test_cli import run
 
 
 def error_line(capsys, *argv: str) -> str:

@@ -25,7 +25,6 @@ from kinema.bench.modes import (
     run_bench,
     seam_ratios,
 )
-from kinema.cli import main
 from kinema.compression.vae import PRESETS as VAE_PRESETS
 from kinema.compression.vae import CausalVAE
 from kinema.diffusion import draw_noise
@@ -44,6 +43,7 @@ from kinema.transformer import DiT, get_preset
 from kinema.video import probe_video, read_video, write_video
 from kinema.world.render import render_scene
 from kinema.world.sampler import sample_scene
+from test_cli import run
 
 SIZE = 16  # pixels; the debug VAE (4x space) and a 1x2x2 patch make 2x2 tokens per latent frame
 STEPS = 2
@@ -550,7 +550,7 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys
     ):
         check_output_path("/proc/x.mp4")
     missing_model = str(tmp_path / "no-model")  # loading it would fail with another message
-    code, _, err = run_cli(capsys, "generate", "x", "-o", "/proc/x.mp4", "--model", missing_model)
+    code, _, err = run(capsys, "generate", "x", "-o", "/proc/x.mp4", "--model", missing_model)
     assert code == 2 and "cannot create files in /proc" in err and "no-model" not in err, err
 
 
@@ -562,18 +562,9 @@ def test_cli_generate_refuses_a_bad_output_path_before_loading_a_model(tmp_path,
         (tmp_path / "clip.avi", r"use one of \.mp4"),
         (blocker / "c.mp4", "not a folder"),
     ):
-        code, _, err = run_cli(capsys, "generate", "x", "-o", str(out), "--model", missing_model)
+        code, _, err = run(capsys, "generate", "x", "-o", str(out), "--model", missing_model)
         assert code == 2 and re.search(why, err) and "no-model" not in err, err
     assert check_output_path(tmp_path / "new" / "clip.MP4") == tmp_path / "new" / "clip.MP4"
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkeypatch):
@@ -582,9 +573,7 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
     write_video(image, frames(1, seed=9, size=24))
     out = tmp_path / "out" / "clip.mp4"
     argv = ["generate", "a red ball", "-o", str(out), "--model", str(model_dir), "--mode", "i2v"]
-    code, stdout, err = run_cli(
-        capsys, *argv, "--image", str(image), "--frames", "13", "--seed", "42"
-    )
+    code, stdout, err = run(capsys, *argv, "--image", str(image), "--frames", "13", "--seed", "42")
     assert code == 0, err
     assert "seed: 42" in stdout and "sidecar:" in stdout
     assert "i2v" in err and "2/2" in err  # the progress bar
@@ -598,12 +587,10 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
     )
     assert record["model"] == str(model_dir) and record["inputs"] == {"image": str(image)}
     assert record["blend_seams"] is True
-    code, _, err = run_cli(
-        capsys, *argv, "--image", str(image), "--frames", "5", "--no-blend-seams"
-    )
+    code, _, err = run(capsys, *argv, "--image", str(image), "--frames", "5", "--no-blend-seams")
     assert code == 0, err
     assert json.loads(out.with_suffix(".json").read_text())["blend_seams"] is False
-    code, _, err = run_cli(
+    code, _, err = run(
         capsys,
         *argv,
         *("--image", str(image), "--refine-steps", "0", "--given-guidance-min-t", "0.9"),
@@ -613,7 +600,7 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["refine_steps"] == 0 and record["given_guidance_min_t"] == 0.9
     assert record["held_start"] == 0.8
-    code, _, err = run_cli(
+    code, _, err = run(
         capsys, "generate", "x", "-o", str(out), "--model", str(model_dir), "--width", "20"
     )
     assert code == 2 and "nearest valid width: 16 or 24" in err
@@ -627,17 +614,17 @@ def test_cli_generate_writes_mp4_and_sidecar(model_dir, tmp_path, capsys, monkey
         "--expand",
         "world",
     ]
-    code, stdout, err = run_cli(capsys, *argv, "--seed", "3")
+    code, stdout, err = run(capsys, *argv, "--seed", "3")
     assert code == 0, err
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["original_prompt"] == "a red ball" and record["prompt"] != "a red ball"
     assert f"expanded prompt: {record['prompt']}" in stdout
     assert record["image_first"] is False  # the model's default
-    code, _, err = run_cli(capsys, *argv[:6], "--image-first", "--seed", "3")
+    code, _, err = run(capsys, *argv[:6], "--image-first", "--seed", "3")
     assert code == 0, err
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["image_first"] is True and len(record["spans"]) == 2
-    code, _, err = run_cli(capsys, *argv[:6], "--solver", "stochastic", "--seed", "3")
+    code, _, err = run(capsys, *argv[:6], "--solver", "stochastic", "--seed", "3")
     assert code == 0, err
     assert json.loads(out.with_suffix(".json").read_text())["solver"] == "stochastic"
 
@@ -792,7 +779,7 @@ def test_bench_modes(pipe, model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())
     out = tmp_path / "bench.json"
     argv = ["bench", "modes", "--model", str(model_dir), "--json", str(out), "--clips", "1"]
-    code, stdout, err = run_cli(
+    code, stdout, err = run(
         capsys,
         *argv,
         *("--steps", "1", "--long-seconds", "2", "--given-guidance-min-t", "0.5"),
@@ -817,13 +804,13 @@ def test_bench_modes_runs_the_modes_asked_for(pipe, model_dir, tmp_path, capsys,
     monkeypatch.setattr(pipeline_module, "load_text_encoder", lambda *a, **k: FakeTextEncoder())
     out = tmp_path / "bench.json"
     argv = ["bench", "modes", "--model", str(model_dir), "--json", str(out), "--clips", "1"]
-    code, stdout, err = run_cli(capsys, *argv, "--steps", "1", "--modes", "t2i, edit")
+    code, stdout, err = run(capsys, *argv, "--steps", "1", "--modes", "t2i, edit")
     assert code == 0, err
     assert "edit strength" in stdout and "extend-forward" not in stdout
     written = json.loads(out.read_text())
     assert [row["mode"] for row in written["modes"]] == ["t2i"] and written["long"] is None
     assert [row["strength"] for row in written["edit"]] == list(EDIT_STRENGTHS)
-    code, _, err = run_cli(capsys, *argv, "--modes", "extend")
+    code, _, err = run(capsys, *argv, "--modes", "extend")
     assert code != 0 and "unknown mode 'extend'; valid modes: t2v" in err
-    code, _, err = run_cli(capsys, *argv, "--modes", " , ")
+    code, _, err = run(capsys, *argv, "--modes", " , ")
     assert code != 0 and "modes (--modes) must name some of t2v" in err
