@@ -1,5 +1,6 @@
 """The checkpoint folders both trainers share (atomic step folders, `latest`, keep-K, refusals,
-optimizer state as tensors + JSON) and the JSON Lines reader both manifest readers share."""
+optimizer state as tensors + JSON, what a resume says changed) and the JSON Lines reader both
+manifest readers share."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from kinema.checkpoint_folders import (
     flatten_optimizer_state,
     latest_checkpoint,
     list_checkpoints,
+    resume_message,
+    settings_changed,
     unflatten_optimizer_state,
     write_checkpoint_folder,
 )
@@ -98,3 +101,34 @@ def test_read_json_objects_names_the_bad_line(tmp_path):
     path.write_text('{"a": 1}\n{"a": \n')
     with pytest.raises(ValueError, match=r"m\.jsonl:2: not valid JSON"):
         list(read_json_objects(path))
+
+
+def test_settings_changed_names_each_difference_by_dotted_key():
+    saved = {"steps": 2400, "sizes": [[64, 64]], "optim": {"lr": 0.002, "betas": [0.9, 0.99]}}
+    current = {"steps": 900, "sizes": ((64, 64),), "optim": {"lr": 0.002, "betas": (0.9, 0.95)}}
+    # tuples of the live config equal the lists JSON gave back: only real changes are named
+    assert settings_changed(saved, current) == [
+        "steps: 2400 → 900",
+        "optim.betas: [0.9, 0.99] → [0.9, 0.95]",
+    ]
+    assert settings_changed(saved, json.loads(json.dumps(saved))) == []
+    # a key that only one side has (another version of Kinema wrote the checkpoint)
+    assert settings_changed({"a": 1, "old": "x"}, {"a": 1, "new": None}) == [
+        "new: (absent) → null",
+        'old: "x" → (absent)',
+    ]
+
+
+def test_resume_message_gives_the_learning_rate_only_when_settings_moved_it():
+    state = {"step": 630, "lr": 1.7e-4, "config": {"steps": 2400, "lr": 2e-4}}
+    same = resume_message(630, state, {"steps": 2400, "lr": 2e-4}, lr=1.7e-4)
+    assert same == "resumed from step 630"
+    shorter = resume_message(630, state, {"steps": 900, "lr": 2e-4}, lr=4.6e-5, checkpoint="c")
+    assert shorter == (
+        "resumed from step 630 (c); changed since that checkpoint: steps: 2400 → 900; "
+        "learning rate 0.00017 → 4.6e-05 from here"
+    )
+    # a checkpoint written before learning rates were saved: the settings alone
+    assert resume_message(3, {"config": {"steps": 4}}, {"steps": 5}, lr=1.0).endswith(
+        "steps: 4 → 5"
+    )

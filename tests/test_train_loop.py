@@ -229,6 +229,22 @@ def test_init_from_starts_a_new_run_from_another_runs_ema(tmp_path):
     assert resumed.step == 3 and [r["step"] for r in rows(run)] == [1, 2, 3]
 
 
+def test_a_resumed_run_names_what_changed_and_the_learning_rate_it_moved(tmp_path, capsys):
+    Trainer(tiny_config(tmp_path, "steps=4")).run(progress=False)
+    capsys.readouterr()
+    Trainer(tiny_config(tmp_path, "steps=4")).run(progress=False)  # nothing changed: says so
+    assert "changed since" not in capsys.readouterr().out
+    longer = tiny_config(tmp_path, "steps=8", "optim.lr=5e-4")
+    Trainer(longer).run(progress=False)
+    said = capsys.readouterr().out
+    assert "resumed from step 4 (" in said
+    assert "changed since that checkpoint: " in said
+    assert "optim.lr: 0.001 → 0.0005, " in said and "steps: 4 → 8;" in said
+    before = learning_rate(tiny_config(tmp_path, "steps=4").optim, 4, 4)
+    after = learning_rate(longer.optim, 8, 4)
+    assert f"learning rate {before:.3g} → {after:.3g} from here" in said
+
+
 def test_init_from_refuses_what_does_not_fit(tmp_path):
     first = tmp_path / "first"
     Trainer(tiny_config(first, "steps=2")).run(progress=False)

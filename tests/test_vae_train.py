@@ -113,13 +113,21 @@ def test_overrides_reject_unknown_keys(tmp_path):
         apply_overrides(config, ["lr"])
 
 
-def test_resume_continues_exactly(tmp_path):
+def test_resume_continues_exactly(tmp_path, capsys):
     whole = tiny_config(tmp_path / "a")
     VAETrainer(whole, world_data(whole)).run(progress=False)
     first = tiny_config(tmp_path / "b", steps=2)
     VAETrainer(first, world_data(first)).run(progress=False)
+    capsys.readouterr()
     second = tiny_config(tmp_path / "b")  # same run folder, more steps: resumes from step 2
     VAETrainer(second, world_data(second)).run(progress=False)
+    # the longer run says what changed; its learning rate at step 2 is the old schedule's (the
+    # warmup's peak), so no learning rate is named
+    said = capsys.readouterr().out
+    assert "resumed from step 2; changed since that checkpoint: steps: 2 → 4\n" in said
+    # each checkpoint keeps the learning rate of its next step, which a later resume compares
+    state = json.loads((latest_checkpoint(second.out_dir) / "state.json").read_text())
+    assert state["lr"] == learning_rate(second, 4) and state["config"]["steps"] == 4
     expected, resumed = losses(tmp_path / "a" / "run"), losses(tmp_path / "b" / "run")
     assert len(expected) == len(resumed) == 4
     assert resumed == pytest.approx(expected, rel=1e-5)

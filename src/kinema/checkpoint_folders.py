@@ -11,6 +11,8 @@ Inf are refused before anything is written. Optimizer state is stored as named t
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -37,6 +39,8 @@ __all__ = [
     "flatten_optimizer_state",
     "latest_checkpoint",
     "list_checkpoints",
+    "resume_message",
+    "settings_changed",
     "unflatten_optimizer_state",
     "write_checkpoint_folder",
 ]
@@ -148,3 +152,57 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
             f"a complete step_N folder into it to resume from there, or remove it to start over"
         )
     return path
+
+
+_ABSENT = "(absent)"
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON gives it back (tuples become lists), so saved and live configs compare."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def settings_changed(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``key: old → new`` for every setting whose value differs between the config a checkpoint
+    was written with and the config resuming from it, nested sections by dotted key
+    (``optim.lr: 0.002 → 0.001``); a key only one side has shows as ``(absent)`` there."""
+
+    def walk(old: Any, new: Any, prefix: str) -> list[str]:
+        if isinstance(old, dict) and isinstance(new, dict):
+            return [
+                line
+                for key in [*new, *(k for k in old if k not in new)]
+                for line in walk(old.get(key, _ABSENT), new.get(key, _ABSENT), prefix + key + ".")
+            ]
+        if old == new:
+            return []
+        show = [v if v is _ABSENT else json.dumps(v) for v in (old, new)]
+        return [f"{prefix[:-1]}: {show[0]} → {show[1]}"]
+
+    return walk(_plain(saved), _plain(current), "")
+
+
+def resume_message(
+    step: int,
+    state: dict[str, Any],
+    config: dict[str, Any],
+    lr: float | None = None,
+    checkpoint: Path | None = None,
+) -> str:
+    """What a trainer says when it resumes: the step (and `checkpoint` folder), the settings
+    changed since the checkpoint was written (its ``state["config"]``) and, where they move it,
+    the learning rate the checkpoint's schedule had for the next step (``state["lr"]``) against
+    `lr`, the one it now gets (so a longer or shorter ``steps`` reshaping the schedule is never
+    silent)."""
+    line = f"resumed from step {step}" + (f" ({checkpoint})" if checkpoint else "")
+    changes = settings_changed(state.get("config", {}), config)
+    if changes:
+        line += "; changed since that checkpoint: " + ", ".join(changes)
+        saved_lr = state.get("lr")
+        if lr is not None and saved_lr is not None and not math.isclose(saved_lr, lr):
+            line += f"; learning rate {saved_lr:.3g} → {lr:.3g} from here"
+    return line

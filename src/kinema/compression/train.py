@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from kinema import lr_schedule as schedule
+from kinema.checkpoint_folders import resume_message
 from kinema.compression.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kinema.compression.data import MixedClipDataset
 from kinema.compression.losses import (
@@ -195,6 +196,7 @@ class VAETrainer:
         )
         self.step = 0
         self.bad_steps = 0
+        self.resumed_state: dict[str, Any] = {}  # the checkpoint's state.json, once resumed
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -211,12 +213,16 @@ class VAETrainer:
         path = latest_checkpoint(self.out)
         if path is None:
             return False
-        state = load_checkpoint(path, self._models(), self._optimizers())
-        self.step = int(state["step"])
+        self.resumed_state = load_checkpoint(path, self._models(), self._optimizers())
+        self.step = int(self.resumed_state["step"])
         return True
 
     def save(self) -> Path:
-        state = {"config": self.config.to_dict(), "bad_steps": self.bad_steps}
+        state = {
+            "config": self.config.to_dict(),
+            "bad_steps": self.bad_steps,
+            "lr": learning_rate(self.config, self.step),  # of the next step
+        }
         return save_checkpoint(
             self.out,
             self.step,
@@ -321,7 +327,8 @@ class VAETrainer:
             precision = "bf16 autocast" if self.bf16 else "float32"
             bar.write(f"{precision} (bf16 auto: bf16 is {'' if self.bf16 else 'not '}native here)")
         if resumed:
-            bar.write(f"resumed from step {self.step}")
+            lr = learning_rate(config, self.step)
+            bar.write(resume_message(self.step, self.resumed_state, config.to_dict(), lr))
         saved_step = self.step if resumed else None
         while self.step < config.steps:
             logs = self.train_step()

@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from kinema import lr_schedule as schedule
+from kinema.checkpoint_folders import resume_message
 from kinema.precision import AUTO, resolve_bf16
 from kinema.train.checkpoint import (
     NonFiniteWeightsError,
@@ -191,6 +192,7 @@ class Trainer:
         # the run's length: config.steps, or with deadline_s what the time affords, fixed once
         # the decay begins (kinema.train.deadline)
         self.total_steps = config.steps
+        self.resumed_state: dict[str, Any] = {}  # the checkpoint's state.json, once resumed
         self.decay_fixed = False
         self.seconds_before = 0.0  # training seconds of the run before this process resumed it
         self.clock: list[tuple[int, float]] = []  # (step, perf_counter) of this process's steps
@@ -385,6 +387,7 @@ class Trainer:
         if path is None:
             return False
         ckpt = read_checkpoint(path)
+        self.resumed_state = ckpt.state
         load_model_state(self.model, ckpt.model)
         load_optimizer_state(self.model, self.optimizer, ckpt.optimizer)
         self.ema.load_full_state(ckpt.ema)
@@ -458,7 +461,11 @@ class Trainer:
             precision = "bf16 autocast" if self.bf16 else "float32"
             bar.write(f"{precision} (parallel.bf16 auto: bf16 is {native} on {self.info.device})")
         if resumed:
-            bar.write(f"resumed from step {self.step} ({latest_checkpoint(self.out)})")
+            # the schedule of a run that plans to a deadline moves anyway: no learning rates
+            planned = cfg.deadline_s is None or self.decay_fixed
+            lr = learning_rate(cfg.optim, self.total_steps, self.step) if planned else None
+            where = latest_checkpoint(self.out)
+            bar.write(resume_message(self.step, self.resumed_state, config_to_dict(cfg), lr, where))
         elif cfg.model.init_from:
             fresh = ", ".join(self.fresh_parameters) or "none"
             bar.write(f"started from {cfg.model.init_from}; parameters it lacked: {fresh}")
