@@ -460,13 +460,13 @@ class Trainer:
             native = "native" if self.bf16 else "not native"
             precision = "bf16 autocast" if self.bf16 else "float32"
             bar.write(f"{precision} (parallel.bf16 auto: bf16 is {native} on {self.info.device})")
-        if resumed:
+        if main and resumed:  # rank 0 speaks for all
             # the schedule of a run that plans to a deadline moves anyway: no learning rates
             planned = cfg.deadline_s is None or self.decay_fixed
             lr = learning_rate(cfg.optim, self.total_steps, self.step) if planned else None
             where = latest_checkpoint(self.out)
             bar.write(resume_message(self.step, self.resumed_state, config_to_dict(cfg), lr, where))
-        elif cfg.model.init_from:
+        elif main and cfg.model.init_from:
             fresh = ", ".join(self.fresh_parameters) or "none"
             bar.write(f"started from {cfg.model.init_from}; parameters it lacked: {fresh}")
         if main and cfg.deadline_s is not None:
